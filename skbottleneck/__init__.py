@@ -1,0 +1,50 @@
+"""skbottleneck: transfer learning by CNN bottleneck features, the scikit-learn way.
+
+Turn a folder of images into a trained classifier on an ordinary laptop:
+:class:`CNNFeatureTransformer` runs images through a pretrained CNN in
+batches and caches their features on disk, :class:`FeatureStore` serves
+features larger than RAM in chunks, and :class:`IncrementalClassifier` /
+:class:`KerasMLPClassifier` train classifier heads on them out of core.
+
+``import skbottleneck`` never imports TensorFlow: it is imported the first
+time a model is built.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; imported on first access so that
+# `import skbottleneck` stays light.
+_EXPORTS = {
+    "CNNFeatureTransformer": "extraction",
+    "FeatureStore": "store",
+    "FeatureCache": "store",
+    "cache_info": "store",
+    "clear_cache": "store",
+    "get_cache_dir": "store",
+    "IncrementalClassifier": "incremental",
+    "KerasMLPClassifier": "keras_mlp",
+    "list_backbones": "backbones",
+    "get_backbone": "backbones",
+    "ImageError": "images",
+    "load_image": "images",
+}
+_SUBMODULES = {"backbones", "datasets", "images", "store", "extraction", "incremental", "keras_mlp"}
+
+__all__ = sorted(_EXPORTS) + ["__version__", "datasets"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'skbottleneck' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
