@@ -1,0 +1,37 @@
+"""CNN backbones for bottleneck features: registry, preprocessing, weights.
+
+Importing this package does not import TensorFlow; Keras is imported when a
+model is built.
+
+Examples
+--------
+>>> from skbottleneck.backbones import get_backbone, list_backbones
+>>> "resnet50" in list_backbones()
+True
+>>> backbone = get_backbone("efficientnet_lite0")
+>>> backbone.default_size, backbone.feature_dim, backbone.offline_weights
+(224, 1280, True)
+"""
+
+from ._efficientnet_lite import EfficientNetLite0
+from ._imagenet_classes import imagenet_class_names
+from ._registry import (
+    PREPROCESSING_MODES,
+    Backbone,
+    WeightsUnavailableError,
+    get_backbone,
+    list_backbones,
+)
+from ._torch_pickle import UnsafeCheckpointError, load_torch_state_dict
+
+__all__ = [
+    "Backbone",
+    "EfficientNetLite0",
+    "PREPROCESSING_MODES",
+    "UnsafeCheckpointError",
+    "WeightsUnavailableError",
+    "get_backbone",
+    "imagenet_class_names",
+    "list_backbones",
+    "load_torch_state_dict",
+]

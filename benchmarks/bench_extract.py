@@ -1,0 +1,145 @@
+"""Extraction throughput: is CNNFeatureTransformer as fast as the CNN alone?
+
+For MobileNetV2, ResNet50 and VGG16 (random weights: weights do not change
+speed) on generated 500x375 JPEG files of real photo patches, side by side in
+one run:
+
+  (a) one ``model.predict`` per image (the classic tutorial loop)
+  (b) Keras batched ``predict`` on Pillow-decoded batches (main thread)
+  (c) the CNN alone on pre-decoded tensors through a ``tf.function``: the bound
+  (d) ``CNNFeatureTransformer.transform`` with the cache off
+  (e) ``transform`` again with the cache on, all hits
+
+and prints the ratios d/c, d/a, d/b and e's images/s.
+
+    python benchmarks/bench_extract.py [--quick]
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import WORK, markdown_table, timed, write_result  # noqa: E402
+
+from skbottleneck import CNNFeatureTransformer  # noqa: E402
+from skbottleneck._keras import import_keras, import_tf  # noqa: E402
+from skbottleneck.backbones import get_backbone  # noqa: E402
+from skbottleneck.datasets import load_image_folder, make_photo_folder  # noqa: E402
+from skbottleneck.images import load_image  # noqa: E402
+
+# images per backbone for (b)-(e), and for (a) which is slow by design
+SIZES = {"mobilenet_v2": (256, 48), "resnet50": (128, 32), "vgg16": (64, 16)}
+BATCH = 32
+
+
+def photo_jpegs(n):
+    folder = WORK / "jpeg_500x375"
+    if not folder.exists():
+        make_photo_folder(folder, n_per_class=128, size=(375, 500), format="jpeg", random_state=0)
+    paths, _ = load_image_folder(folder)
+    rng = np.random.default_rng(0)
+    return list(rng.permutation(paths)[:n])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images, one repeat")
+    parser.add_argument("--backbones", nargs="*", default=list(SIZES))
+    args = parser.parse_args(argv)
+    repeat = 1 if args.quick else 3
+    keras, tf = import_keras(), import_tf()
+
+    rows, notes = [], []
+    for name in args.backbones:
+        n, n_a = SIZES[name]
+        if args.quick:
+            n, n_a = n // 4, n_a // 4
+        paths = photo_jpegs(n)
+        spec = get_backbone(name)
+        size = (spec.default_size, spec.default_size)
+        model = spec.build(weights=None, input_size=size, random_state=0)
+        pool = keras.layers.GlobalAveragePooling2D()
+
+        def decode(ps):
+            return np.stack([load_image(p, size) for p in ps]).astype("float32")
+
+        # (a) one predict per image, decode in the loop
+        def one_by_one():
+            for p in paths[:n_a]:
+                model.predict(spec.preprocess(decode([p])), verbose=0)
+
+        model.predict(spec.preprocess(decode(paths[:1])), verbose=0)  # warm-up
+        t_a, _ = timed(one_by_one, repeat=1)
+        rate_a = n_a / t_a
+
+        # (b) batched predict on Pillow-decoded batches
+        def batched_predict():
+            for i in range(0, n, BATCH):
+                model.predict(spec.preprocess(decode(paths[i:i + BATCH])), batch_size=BATCH, verbose=0)
+
+        t_b, _ = timed(batched_predict, repeat)
+        rate_b = n / t_b
+
+        # (c) the CNN alone on pre-decoded tensors, compiled
+        decoded = [tf.constant(decode(paths[i:i + BATCH])) for i in range(0, n, BATCH)]
+        fn = tf.function(lambda x: pool(model(spec.preprocess(x), training=False)))
+        fn(decoded[0])
+
+        def cnn_only():
+            for x in decoded:
+                fn(x).numpy()
+
+        t_c, _ = timed(cnn_only, repeat)
+        rate_c = n / t_c
+        del decoded
+
+        # (d) the transformer, cache off; (e) cache on, all hits
+        cnn = CNNFeatureTransformer(name, weights=None, random_state=0, cache_dir=None,
+                                    batch_size=BATCH).fit()
+        cnn.transform(paths[:BATCH])  # warm-up: traces the tf.function
+        t_d, X_d = timed(lambda: cnn.transform(paths), repeat)
+        rate_d = n / t_d
+        stats = cnn.extraction_stats_
+
+        cache_dir = tempfile.mkdtemp(prefix="skb-bench-cache-")
+        try:
+            cached = CNNFeatureTransformer(name, weights=None, random_state=0, cache_dir=cache_dir,
+                                           batch_size=BATCH).fit()
+            X_fill = cached.transform(paths)
+            np.testing.assert_array_equal(X_fill, X_d)
+            t_e, X_e = timed(lambda: cached.transform(paths), 5)
+            np.testing.assert_array_equal(X_e, X_d)
+            rate_e = n / t_e
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        rows.append([name, n, f"{rate_a:.2f}", f"{rate_b:.1f}", f"{rate_c:.1f}", f"{rate_d:.1f}",
+                     f"{rate_e:,.0f}", f"**{rate_d / rate_c:.2f}**", f"{rate_d / rate_a:.1f}",
+                     f"{rate_d / rate_b:.2f}", X_d.shape[1]])
+        notes.append(
+            f"- {name}, (d) stages: decode {stats['decode_s']:.2f} s of thread time, CNN "
+            f"{stats['cnn_s']:.2f} s, wall {stats['wall_s']:.2f} s for {n} images"
+        )
+        print(rows[-1], flush=True)
+        del model, cnn, cached
+        keras.backend.clear_session()
+
+    header = ["backbone", "images", "(a) predict/img", "(b) batched predict", "(c) CNN only",
+              "(d) transform", "(e) cached transform", "d/c", "d/a", "d/b", "features"]
+    body = (
+        "Images/s on generated 500x375 JPEG photo patches, batch 32, "
+        f"median of {repeat} runs ((a): one run on fewer images; (e): median of 5).\n\n"
+        + markdown_table(header, rows)
+        + "\n\nTargets: d/c >= 0.95 (ResNet50), >= 0.90 (MobileNetV2); d/a >= 8 and d/b >= 1.7 "
+        "(MobileNetV2); (e) >= 20,000 img/s for 1,280-dim features.\n\n" + "\n".join(notes)
+    )
+    write_result("bench_extract" + ("_quick" if args.quick else ""),
+                 "Extraction throughput", body)
+
+
+if __name__ == "__main__":
+    main()

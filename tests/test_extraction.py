@@ -1,0 +1,299 @@
+"""CNNFeatureTransformer on real image files with real (small, seeded) Keras models."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import make_pipeline
+
+from skbottleneck import CNNFeatureTransformer, ImageError
+from skbottleneck.extraction import cnn_image_count
+
+SMALL = dict(backbone="mobilenet_v2", weights=None, random_state=0, input_size=32)
+
+
+def small(**kw):
+    params = dict(SMALL)
+    params.update(kw)
+    return CNNFeatureTransformer(**params)
+
+
+@pytest.fixture
+def images(tmp_path, photo_paths):
+    """Eight real photo patches copied to a fresh folder (so edits are private)."""
+    paths, _ = photo_paths
+    out = []
+    for i, p in enumerate(paths[::4][:8]):
+        dst = tmp_path / f"img{i}{os.path.splitext(p)[1]}"
+        shutil.copy(p, dst)
+        out.append(str(dst))
+    return out
+
+
+def test_import_does_not_load_tensorflow():
+    code = (
+        "import sys, skbottleneck\n"
+        "skbottleneck.CNNFeatureTransformer, skbottleneck.list_backbones()\n"
+        "skbottleneck.FeatureStore, skbottleneck.IncrementalClassifier, skbottleneck.KerasMLPClassifier\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_transform_shape_order_and_dtype(images, tmp_path):
+    cnn = small(cache_dir=None).fit(images)
+    X = cnn.transform(images)
+    assert X.shape == (len(images), 1280) and X.dtype == np.float32
+    assert np.isfinite(X).all() and np.abs(X).sum(axis=1).min() > 0
+    # rows follow the input order, whatever the batching
+    X_rev = small(cache_dir=None, batch_size=3).fit_transform(images[::-1])
+    np.testing.assert_allclose(X_rev[::-1], X, rtol=1e-4, atol=1e-5)
+    # same seed, same features; another seed, other features
+    np.testing.assert_array_equal(small(cache_dir=None).fit_transform(images), X)
+    assert not np.allclose(small(cache_dir=None, random_state=1).fit_transform(images), X)
+
+
+def test_features_match_the_keras_model_run_directly(images):
+    """The pipeline computes exactly what the Keras model computes on the same pixels."""
+    from skbottleneck.backbones import get_backbone
+    from skbottleneck.images import load_image
+
+    spec = get_backbone("mobilenet_v2")
+    model = spec.build(weights=None, input_size=(32, 32), random_state=0)
+    batch = np.stack([load_image(p, (32, 32)) for p in images]).astype("float32")
+    expected = np.asarray(model(spec.preprocess(batch), training=False)).mean(axis=(1, 2))
+    got = small(cache_dir=None).fit_transform(images)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "pooling, layer, n_features",
+    [("avg", None, 1280), ("max", None, 1280), (None, None, 1 * 1 * 1280),
+     ("avg", "block_6_expand_relu", 192), (None, "block_6_expand_relu", 4 * 4 * 192)],
+)
+def test_pooling_and_layer(images, pooling, layer, n_features):
+    cnn = small(pooling=pooling, layer=layer, input_size=64, cache_dir=None)
+    X = cnn.fit_transform(images[:3])
+    assert X.shape == (3, n_features) == (3, cnn.n_features_out_)
+    names = cnn.get_feature_names_out()
+    assert len(names) == n_features
+    assert names[0].startswith("mobilenet_v2_") and names[0].endswith("_0")
+
+
+def test_unknown_layer_names_the_layers(images):
+    with pytest.raises(ValueError, match="no layer named 'nope'.*out_relu"):
+        small(layer="nope", cache_dir=None).fit(images)
+
+
+def test_input_size_tuple_and_float16(images):
+    cnn = small(input_size=(48, 32), dtype="float16", cache_dir=None)
+    X = cnn.fit_transform(images[:2])
+    assert X.dtype == np.float16 and X.shape == (2, 1280)
+    assert cnn.input_size_ == (48, 32)
+
+
+@pytest.mark.parametrize("bad", ["one_image.jpg", b"x.jpg"])
+def test_a_bare_string_is_rejected(bad):
+    cnn = small(cache_dir=None).fit()
+    with pytest.raises(TypeError, match="single path"):
+        cnn.transform(bad)
+
+
+def test_parameters_are_validated_at_fit():
+    with pytest.raises(ValueError, match="pooling"):
+        small(pooling="mean").fit()
+    with pytest.raises(ValueError, match="on_error"):
+        small(on_error="ignore").fit()
+
+
+def test_bad_images_raise_naming_the_file(images, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    cnn = small(cache_dir=None).fit()
+    with pytest.raises(ImageError, match="broken.jpg"):
+        cnn.transform(images[:2] + [str(bad)])
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="missing.png"):
+        small(cache_dir=tmp_path / "c").fit().transform([missing])
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_skip_leaves_bad_images_out_and_lists_them(images, tmp_path, cache):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.png"
+    paths = [images[0], str(bad), images[1], str(empty), str(missing), images[2]]
+    cnn = small(on_error="skip", cache_dir=(tmp_path / "cache") if cache else None).fit()
+    with pytest.warns(UserWarning, match="3 of 6 images could not be read"):
+        X = cnn.transform(paths)
+    assert X.shape == (3, 1280)
+    np.testing.assert_array_equal(cnn.kept_, [0, 2, 5])
+    assert [p for p, _ in cnn.failed_] == [str(bad), str(empty), str(missing)]
+    assert all(reason for _, reason in cnn.failed_)
+    # the good rows are the features of the good images, not zeros
+    good = small(cache_dir=None).fit_transform([images[0], images[1], images[2]])
+    np.testing.assert_allclose(X, good, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_runs_each_image_through_the_cnn_once(images, tmp_path):
+    cache = tmp_path / "cache"
+    cnn = small(cache_dir=cache).fit()
+    before = cnn_image_count()
+    X1 = cnn.transform(images)
+    assert cnn_image_count() - before == len(images)
+    assert cnn.extraction_stats_["n_extracted"] == len(images)
+
+    before = cnn_image_count()
+    X2 = clone(cnn).fit().transform(images)  # a clone, as GridSearchCV makes
+    assert cnn_image_count() == before, "a cached transform must not run the CNN"
+    np.testing.assert_array_equal(X1, X2)
+    # the cache returns exactly what an uncached run computes
+    np.testing.assert_array_equal(X1, small(cache_dir=None).fit_transform(images))
+
+    # renamed and copied files reuse their features; an edited one is re-extracted
+    renamed = str(tmp_path / "renamed.jpg")
+    os.rename(images[0], renamed)
+    copied = str(tmp_path / "copied.jpg")
+    shutil.copy(images[1], copied)
+    img = np.asarray(Image.open(images[2]).convert("RGB")).copy()
+    img[:8] = 255 - img[:8]
+    Image.fromarray(img).save(images[2], quality=95)
+    before = cnn_image_count()
+    X3 = cnn.transform([renamed, copied, images[2], images[3]])
+    assert cnn_image_count() - before == 1
+    np.testing.assert_array_equal(X3[[0, 1, 3]], X1[[0, 1, 3]])
+    assert not np.allclose(X3[2], X1[2])
+
+
+def test_duplicate_images_in_one_call_go_through_the_cnn_once(images, tmp_path):
+    cnn = small(cache_dir=tmp_path / "cache").fit()
+    copy = str(tmp_path / "same.jpg")
+    shutil.copy(images[0], copy)
+    before = cnn_image_count()
+    X = cnn.transform([images[0], images[1], copy, images[0]])
+    assert cnn_image_count() - before == 2
+    np.testing.assert_array_equal(X[0], X[2])
+    np.testing.assert_array_equal(X[0], X[3])
+
+
+def test_model_changes_use_a_separate_cache_entry(images, tmp_path):
+    cache = tmp_path / "cache"
+    small(cache_dir=cache).fit().transform(images[:2])
+    for change in [dict(pooling="max"), dict(random_state=1), dict(input_size=48),
+                   dict(layer="block_6_expand_relu")]:
+        cnn = small(cache_dir=cache, **change).fit()
+        assert cnn.fingerprint_ != small(cache_dir=cache).fit().fingerprint_
+        before = cnn_image_count()
+        cnn.transform(images[:2])
+        assert cnn_image_count() - before == 2, change
+
+
+def test_random_weights_without_seed_are_never_cached(images, tmp_path):
+    cnn = small(cache_dir=tmp_path / "cache", random_state=None).fit()
+    before = cnn_image_count()
+    cnn.transform(images[:2])
+    cnn.transform(images[:2])
+    assert cnn_image_count() - before == 4
+
+
+def test_sklearn_api(images):
+    cnn = small(cache_dir=None, pooling="max")
+    assert clone(cnn).get_params() == cnn.get_params()
+    cnn.set_params(batch_size=4)
+    assert cnn.get_params()["batch_size"] == 4
+    assert cnn.__sklearn_tags__().input_tags.string
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        cnn.transform(images)
+    df = cnn.set_output(transform="pandas").fit_transform(images[:2])
+    assert list(df.columns[:2]) == ["mobilenet_v2_max_0", "mobilenet_v2_max_1"]
+    assert df.shape == (2, 1280)
+    import pandas as pd
+
+    X = small(cache_dir=None).fit_transform(pd.Series(images[:2]))
+    assert X.shape == (2, 1280)
+
+
+def test_pickled_transformer_holds_no_keras_object(images):
+    cnn = small(cache_dir=None).fit()
+    X = cnn.transform(images[:3])
+    blob = pickle.dumps(cnn)
+    assert b"keras" not in blob and b"tensorflow" not in blob
+    code = textwrap.dedent(
+        f"""
+        import pickle, sys, numpy as np
+        cnn = pickle.loads({blob!r})
+        assert 'tensorflow' not in sys.modules
+        np.save(sys.argv[1], cnn.transform({images[:3]!r}))
+        """
+    )
+    out = os.path.join(os.path.dirname(images[0]), "out.npy")
+    subprocess.run([sys.executable, "-c", code, out], check=True)
+    np.testing.assert_array_equal(np.load(out), X)
+
+
+def test_user_keras_model_as_backbone(images, tmp_path):
+    from skbottleneck._keras import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    model = keras.Model(inputs, x, name="tiny")
+    cnn = CNNFeatureTransformer(model, cache_dir=tmp_path / "cache").fit()
+    X = cnn.transform(images[:3])
+    assert X.shape == (3, 8) and cnn.get_feature_names_out()[0] == "tiny_avg_0"
+    before = cnn_image_count()
+    np.testing.assert_array_equal(cnn.transform(images[:3]), X)
+    assert cnn_image_count() == before
+
+
+def test_weights_from_a_file_the_test_saved(images, tmp_path):
+    from skbottleneck.backbones import get_backbone
+
+    model = get_backbone("mobilenet_v2").build(weights=None, input_size=(32, 32), random_state=3)
+    path = tmp_path / "mine.weights.h5"
+    model.save_weights(path)
+    X = small(weights=str(path), random_state=None, cache_dir=None).fit_transform(images[:2])
+    np.testing.assert_allclose(X, small(random_state=3, cache_dir=None).fit_transform(images[:2]),
+                               rtol=1e-6)
+
+
+def test_extract_writes_a_store_equal_to_transform(images, tmp_path):
+    labels = np.array(["a", "b"] * 4)
+    cnn = small(cache_dir=None)
+    store = cnn.extract(images, labels, store=tmp_path / "features.h5")
+    assert len(store) == len(images) and store.n_features == 1280
+    X, y = store.read_rows(np.arange(len(images)))
+    np.testing.assert_array_equal(X, cnn.transform(images))
+    np.testing.assert_array_equal(y, labels)
+    # a second call finds the store complete and runs no CNN
+    before = cnn_image_count()
+    cnn.extract(images, labels, store=tmp_path / "features.h5")
+    assert cnn_image_count() == before
+
+
+def test_pipeline_trains_on_a_store_and_predicts_from_paths(photo_paths, tmp_path):
+    paths, labels = photo_paths
+    cnn = small(cache_dir=tmp_path / "cache")
+    store = cnn.extract(paths, labels, store=tmp_path / "features.h5")
+    from skbottleneck import IncrementalClassifier
+
+    pipe = make_pipeline(cnn, IncrementalClassifier(SGDClassifier(random_state=0), epochs=3,
+                                                    random_state=0))
+    pipe.fit(store)
+    assert pipe.predict(paths[:5]).shape == (5,)
+    assert set(pipe.predict(paths)) <= set(labels)
