@@ -40,7 +40,7 @@ BATCH = 32
 def photo_jpegs(n):
     folder = WORK / "jpeg_500x375"
     if not folder.exists():
-        make_photo_folder(folder, n_per_class=128, size=(375, 500), format="jpeg", random_state=0)
+        make_photo_folder(folder, n_per_class=64, size=(375, 500), format="jpeg", random_state=0)
     paths, _ = load_image_folder(folder)
     rng = np.random.default_rng(0)
     return list(rng.permutation(paths)[:n])

@@ -21,6 +21,7 @@ from ._registry import (
     WeightsUnavailableError,
     get_backbone,
     list_backbones,
+    weights_identity,
 )
 from ._torch_pickle import UnsafeCheckpointError, load_torch_state_dict
 
@@ -34,4 +35,5 @@ __all__ = [
     "imagenet_class_names",
     "list_backbones",
     "load_torch_state_dict",
+    "weights_identity",
 ]

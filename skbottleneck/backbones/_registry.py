@@ -40,6 +40,7 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "list_backbones",
+    "weights_identity",
 ]
 
 PREPROCESSING_MODES = ("caffe", "torch", "tf", "none")
@@ -252,8 +253,7 @@ class Backbone:
     def weights_identity(self, weights="imagenet", random_state=None):
         """Return a string identifying the weights :meth:`build` would load.
 
-        Two builds with the same identity (and the same input size) compute
-        the same features, so the string can key a feature cache.
+        Same as :func:`weights_identity` with ``backbone=self.name``.
 
         Parameters
         ----------
@@ -265,12 +265,6 @@ class Backbone:
         Returns
         -------
         identity : str or None
-            ``"imagenet:keras-<keras version>"`` for downloaded ImageNet
-            weights (``"imagenet:<file id>"`` for bundled ones),
-            ``"random:<seed>:keras-<keras version>"`` for a seeded random
-            initialisation, ``None`` for an unseeded one (not reproducible,
-            so not cacheable), and ``"file:<sha256 of the file>"`` for a
-            weights file.
 
         Examples
         --------
@@ -280,35 +274,32 @@ class Backbone:
         >>> get_backbone("vgg16").weights_identity(None) is None
         True
         """
-        random_state = _check_random_state(random_state)
-        if weights is None:
-            if random_state is None:
-                return None
-            return f"random:{int(random_state)}:keras-{_keras_version()}"
-        if isinstance(weights, str) and weights == "imagenet":
-            if self.builder == "efficientnet_lite0":
-                from ._efficientnet_lite import LITE0_IMAGENET_ID
-
-                return f"imagenet:{LITE0_IMAGENET_ID}"
-            return f"imagenet:keras-{_keras_version()}"
-        path, _ = _weights_file(weights)
-        return f"file:{_file_sha256(path)}"
+        return weights_identity(weights, random_state, backbone=self.name)
 
     # ------------------------------------------------------------------ model
     def _check_input_size(self, input_size):
+        """Return ``(height, width)`` from an int, a pair, or None."""
         if input_size is None:
-            return self.default_size
-        if not isinstance(input_size, Integral) or isinstance(input_size, bool):
+            return (self.default_size, self.default_size)
+        if isinstance(input_size, Integral) and not isinstance(input_size, bool):
+            size = (input_size, input_size)
+        elif isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(
+            isinstance(s, Integral) and not isinstance(s, bool) for s in input_size
+        ):
+            size = tuple(input_size)
+        else:
             raise ValueError(
-                f"The 'input_size' of backbone {self.name!r} must be an int (the "
-                f"image height and width) or None. Got {input_size!r} instead."
+                f"The 'input_size' of backbone {self.name!r} must be an int (height "
+                f"= width), a (height, width) pair of ints, or None. Got "
+                f"{input_size!r} instead."
             )
-        if input_size < self.min_size:
+        if min(size) < self.min_size:
             raise ValueError(
                 f"The 'input_size' of backbone {self.name!r} must be at least "
-                f"{self.min_size} pixels. Got {input_size} instead."
+                f"{self.min_size} pixels in height and width. Got {input_size!r} "
+                "instead."
             )
-        return int(input_size)
+        return (int(size[0]), int(size[1]))
 
     def _build_keras(self, weights, size):
         keras = import_keras()
@@ -317,10 +308,10 @@ class Backbone:
             from ._efficientnet_lite import EfficientNetLite0
 
             return EfficientNetLite0(include_top=False, weights=weights,
-                                     input_shape=(size, size, 3), **kwargs)
+                                     input_shape=(*size, 3), **kwargs)
         builder = getattr(keras.applications, self.builder)
-        return builder(include_top=False, weights=weights,
-                       input_shape=(size, size, 3), **kwargs)
+        return builder(include_top=False, weights=weights, input_shape=(*size, 3),
+                       **kwargs)
 
     def build(self, weights="imagenet", input_size=None, random_state=None):
         """Build the backbone without its classifier top.
@@ -338,9 +329,10 @@ class Backbone:
               ``.h5`` weight files of ``keras.applications`` work too), loaded
               into the freshly built architecture, or to a ``.keras`` file
               (``model.save``), loaded as a whole model.
-        input_size : int, default=None
-            Height and width of the square input; ``None`` means
-            ``default_size``. Must be at least ``min_size``.
+        input_size : int or (int, int), default=None
+            Input height and width: an int for a square input or a
+            ``(height, width)`` pair; ``None`` means ``default_size``. Both
+            must be at least ``min_size``.
         random_state : int, default=None
             Seed of the random initialisation when ``weights=None`` (set with
             ``keras.utils.set_random_seed``; Python's and NumPy's global
@@ -349,7 +341,7 @@ class Backbone:
         Returns
         -------
         model : keras.Model
-            Input ``(input_size, input_size, 3)`` (expects the output of
+            Input ``(height, width, 3)`` (expects the output of
             :meth:`preprocess`), output the last feature map
             ``(h, w, feature_dim)``, without pooling.
 
@@ -410,7 +402,7 @@ class Backbone:
                     f"{self.name!r}: {e}"
                 ) from e
             spatial = tuple(model.input_shape[1:3])
-            if any(d is not None and d != size for d in spatial):
+            if any(d is not None and d != s for d, s in zip(spatial, size)):
                 raise ValueError(
                     f"The model in {path!r} takes inputs of size {spatial}, but "
                     f"backbone {self.name!r} was asked for input_size={size}."
@@ -543,3 +535,58 @@ def get_backbone(name):
         f"Unknown backbone {name!r}.{hint} Available backbones: "
         f"{', '.join(list_backbones())}."
     )
+
+
+def weights_identity(weights="imagenet", random_state=None, backbone=None):
+    """Return a string identifying the weights that ``build`` would load.
+
+    Two builds of the same backbone with the same identity (and the same
+    input size) compute the same features, so the string can key a feature
+    cache (together with the backbone name).
+
+    Parameters
+    ----------
+    weights : {"imagenet"}, None or path-like, default="imagenet"
+        As in :meth:`Backbone.build`.
+    random_state : int or None, default=None
+        As in :meth:`Backbone.build`.
+    backbone : str, default=None
+        Registered backbone name; refines the identity of bundled ImageNet
+        weights (``"efficientnet_lite0"``), which do not come from Keras.
+
+    Returns
+    -------
+    identity : str or None
+        - ``"imagenet:keras-<keras version>"`` for ImageNet weights downloaded
+          by Keras, ``"imagenet:<weight file id>"`` for bundled ones;
+        - ``"random:<seed>:keras-<keras version>"`` for a seeded random
+          initialisation (the Keras version is part of it because
+          initialisers may change between versions), ``None`` for an
+          unseeded one (not reproducible, hence not cacheable);
+        - ``"file:<sha256 of the file>"`` for a weights or model file.
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import weights_identity
+    >>> weights_identity(None, random_state=0)  # doctest: +ELLIPSIS
+    'random:0:keras-...'
+    >>> weights_identity(None) is None
+    True
+    >>> weights_identity("imagenet", backbone="efficientnet_lite0")
+    'imagenet:efficientnet-lite0-57934424:v1'
+    """
+    random_state = _check_random_state(random_state)
+    if weights is None:
+        if random_state is None:
+            return None
+        return f"random:{int(random_state)}:keras-{_keras_version()}"
+    if isinstance(weights, str) and weights == "imagenet":
+        if backbone is not None and get_backbone(backbone).builder == (
+            "efficientnet_lite0"
+        ):
+            from ._efficientnet_lite import LITE0_IMAGENET_ID
+
+            return f"imagenet:{LITE0_IMAGENET_ID}"
+        return f"imagenet:keras-{_keras_version()}"
+    path, _ = _weights_file(weights)
+    return f"file:{_file_sha256(path)}"

@@ -79,7 +79,7 @@ class _TensorRef:
                 f"Storage {key!r} is used with dtypes {buffer.dtype} and {dtype}."
             )
         if not self.size:
-            return buffer[self.offset].copy()
+            return np.array(buffer[self.offset], dtype=dtype.newbyteorder("="))
         needed = self.offset + 1 + sum(
             (n - 1) * s for n, s in zip(self.size, self.stride)
         )
