@@ -51,7 +51,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 #: Temporary files older than this are left-overs of killed writers.
 _STALE_TMP_SECONDS = 3600.0
 _GAP_BYTES = 64 * 1024  # read through gaps smaller than this (one syscall < 64 KiB)
-_MAX_SPAN_BYTES = 32 * 1024 * 1024  # largest temporary buffer of one read
+_MAX_SPAN_BYTES = 4 * 1024 * 1024  # largest temporary buffer of one read
 _KEY_MEMO_SIZE = 1 << 18
 _ROW_BITS = 32
 
@@ -300,10 +300,10 @@ def _fdatasync(fd):
 def _read_rows_at(fd, offsets, dst, out, row_nbytes, stored_dtype):
     """Read rows at byte ``offsets`` of ``fd`` into ``out[dst]``.
 
-    Rows are sorted by offset; neighbours closer than 64 KiB are read in one
-    system call (through the gap) and rows that land in consecutive rows of
-    ``out`` are read straight into it; everything else goes through a
-    temporary buffer of at most 32 MiB.
+    Rows are sorted by offset. A run of rows back to back both in the file
+    and in ``out`` is read straight into ``out`` in one system call; other
+    rows closer than 64 KiB are read together (through the gap) into a
+    reused buffer of at most 4 MiB and scattered from there.
     """
     n = len(offsets)
     if n == 0:
@@ -313,28 +313,30 @@ def _read_rows_at(fd, offsets, dst, out, row_nbytes, stored_dtype):
     offs = offsets[order]
     dsts = dst[order]
     step = np.diff(offs)
-    # split where the gap is large or rows are not aligned with each other
+    # split where the gap is large, or rows are not aligned with each other
     # (rows of two different HDF5 chunks)
     breaks = np.flatnonzero((step - row_nbytes > _GAP_BYTES) | (step % row_nbytes != 0)) + 1
-    bounds = np.concatenate(([0], breaks, [n]))
+    bounds = np.concatenate(([0], breaks, [n])).tolist()
     direct_ok = out.dtype == stored_dtype and out.flags.c_contiguous
+    if direct_ok:
+        follows = (step == row_nbytes) & (np.diff(dsts) == 1)
     max_rows = max(1, _MAX_SPAN_BYTES // row_nbytes)
-    for g in range(len(bounds) - 1):
-        a, b = int(bounds[g]), int(bounds[g + 1])
+    buf = None
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if direct_ok and (b - a == 1 or follows[a:b - 1].all()):
+            d0 = int(dsts[a])
+            _pread_into(fd, out[d0:d0 + b - a], int(offs[a]))
+            continue
         while a < b:
             lo = int(offs[a])
             c = a + int(np.searchsorted(offs[a:b], lo + (max_rows - 1) * row_nbytes, side="right"))
             c = max(c, a + 1)
             span_rows = (int(offs[c - 1]) - lo) // row_nbytes + 1
-            d0 = int(dsts[a])
-            if (direct_ok and span_rows == c - a
-                    and (c - a == 1 or (np.all(np.diff(offs[a:c]) == row_nbytes)
-                                        and np.all(np.diff(dsts[a:c]) == 1)))):
-                _pread_into(fd, out[d0:d0 + span_rows], lo)
-            else:
-                buf = np.empty((span_rows, d), dtype=stored_dtype)
-                _pread_into(fd, buf, lo)
-                out[dsts[a:c]] = buf[(offs[a:c] - lo) // row_nbytes]
+            if buf is None or len(buf) < span_rows:
+                buf = np.empty((max(span_rows, min(max_rows, n)), d), dtype=stored_dtype)
+            view = buf[:span_rows]
+            _pread_into(fd, view, lo)
+            out[dsts[a:c]] = view[(offs[a:c] - lo) // row_nbytes]
             a = c
 
 
@@ -1093,17 +1095,22 @@ class FeatureCache:
         index = self._index
         with index.lock:
             for attempt in range(8):
-                if attempt or index.n_features is None or any(k not in index.where for k in keys):
+                if attempt or index.n_features is None:
                     index.refresh()
-                where = index.where
-                missing = [k for k in keys if k not in where]
-                if missing:
+                get = index.where.get
+                codes = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+                if attempt == 0 and (codes < 0).any():
+                    index.refresh()
+                    get = index.where.get
+                    codes = np.fromiter((get(k, -1) for k in keys), dtype=np.int64,
+                                        count=len(keys))
+                missing = np.flatnonzero(codes < 0)
+                if len(missing):
                     raise KeyError(
                         f"{len(missing)} of the {len(keys)} keys are not in the cache "
-                        f"{self.path} (first: {missing[0].hex()}); call lookup() first."
+                        f"{self.path} (first: {keys[missing[0]].hex()}); call lookup() first."
                     )
-                codes = np.fromiter((where[k] for k in keys), dtype=np.int64, count=len(keys))
-                d = index.n_features if keys else (index.n_features or 0)
+                d = index.n_features or 0
                 if out is None:
                     out = np.empty((len(keys), d), dtype=_output_dtype(self.dtype))
                 elif out.shape != (len(keys), d):

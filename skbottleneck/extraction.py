@@ -153,7 +153,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "backbone": [str, "object"],
+        "backbone": "no_validation",  # a name (checked by the registry) or a keras.Model
         "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
         "layer": [str, None],
         "pooling": [StrOptions({"avg", "max"}), None],

@@ -310,6 +310,15 @@ def test_unpickler_reads_strided_tensors(tmp_path, fake_torch, zip_format):
     assert loaded["bn.num_batches_tracked"].dtype == np.int64
 
 
+def test_unpickler_rejects_out_of_bounds_tensors(tmp_path, fake_torch):
+    storage = _Storage("0", np.arange(12, dtype=np.float32))
+    state = collections.OrderedDict(w=_Tensor(storage, 0, (5, 3), (3, 1)))
+    path = tmp_path / "model.pth"
+    _write_checkpoint(path, state, [storage], False, fake_torch)
+    with pytest.raises(pickle.UnpicklingError, match="needs 15 elements"):
+        load_torch_state_dict(path)
+
+
 # --------------------------------------------------------------------------
 # Preprocessing: identical to keras.applications' own preprocess_input
 
@@ -505,7 +514,8 @@ def test_weights_identity():
     assert weights_identity("imagenet") == f"imagenet:keras-{keras_version}"
     assert weights_identity(None, random_state=7) == f"random:7:keras-{keras_version}"
     assert weights_identity(None) is None
-    assert get_backbone("resnet50").weights_identity() == f"imagenet:keras-{keras_version}"
+    assert get_backbone("resnet50").weights_identity() == (
+        f"imagenet:keras-{keras_version}")
     assert get_backbone("efficientnet_lite0").weights_identity("imagenet") == (
         "imagenet:efficientnet-lite0-57934424:v1")
 

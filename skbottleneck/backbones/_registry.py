@@ -269,7 +269,8 @@ class Backbone:
         Examples
         --------
         >>> from skbottleneck.backbones import get_backbone
-        >>> get_backbone("vgg16").weights_identity(None, random_state=0)  # doctest: +ELLIPSIS
+        >>> backbone = get_backbone("vgg16")
+        >>> backbone.weights_identity(None, random_state=0)  # doctest: +ELLIPSIS
         'random:0:keras-...'
         >>> get_backbone("vgg16").weights_identity(None) is None
         True
@@ -388,8 +389,10 @@ class Backbone:
                     f"({e}). Alternatives: weights=None (random initialisation, "
                     "reproducible with random_state); a path to a local "
                     "'.weights.h5' or '.keras' file (saved with model.save_weights "
-                    "or model.save on a machine with internet access); or a backbone "
-                    f"whose ImageNet weights work offline: {offline}."
+                    "or model.save on a machine with internet access); the downloaded "
+                    "file itself, copied into the Keras cache folder "
+                    "(~/.keras/models/ unless KERAS_HOME is set); or a backbone whose "
+                    f"ImageNet weights work offline: {offline}."
                 ) from e
 
         path, kind = _weights_file(weights)

@@ -72,22 +72,35 @@ class _TensorRef:
         self.stride = tuple(int(s) for s in stride)
 
     def to_numpy(self, storages):
+        if not (isinstance(self.storage, tuple) and len(self.storage) == 2
+                and isinstance(self.storage[1], np.dtype)):
+            raise pickle.UnpicklingError(
+                f"A tensor refers to {self.storage!r} instead of a storage."
+            )
         key, dtype = self.storage
+        if (self.offset < 0 or len(self.size) != len(self.stride)
+                or min(self.size + self.stride, default=0) < 0):
+            raise pickle.UnpicklingError(
+                f"Invalid tensor layout: offset {self.offset}, shape {self.size}, "
+                f"stride {self.stride}."
+            )
+        if key not in storages:
+            raise pickle.UnpicklingError(f"Storage {key!r} is missing from the file.")
         buffer = storages[key]
         if buffer.dtype != dtype:
             raise pickle.UnpicklingError(
                 f"Storage {key!r} is used with dtypes {buffer.dtype} and {dtype}."
             )
-        if not self.size:
-            return np.array(buffer[self.offset], dtype=dtype.newbyteorder("="))
         needed = self.offset + 1 + sum(
             (n - 1) * s for n, s in zip(self.size, self.stride)
         )
-        if min(self.size) > 0 and needed > buffer.size:
+        if min(self.size, default=1) > 0 and needed > buffer.size:
             raise pickle.UnpicklingError(
                 f"Tensor of shape {self.size} needs {needed} elements but storage "
                 f"{key!r} holds {buffer.size}."
             )
+        if not self.size:
+            return np.array(buffer[self.offset], dtype=dtype.newbyteorder("="))
         view = np.lib.stride_tricks.as_strided(
             buffer[self.offset :],
             shape=self.size,
@@ -181,7 +194,9 @@ def _load_legacy(f):
         )
     sys_info = plain_load()
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-        raise pickle.UnpicklingError("Big-endian PyTorch checkpoints are not supported.")
+        raise pickle.UnpicklingError(
+            "Big-endian PyTorch checkpoints are not supported."
+        )
 
     dtypes = {}
     views = {}
@@ -200,14 +215,18 @@ def _load_legacy(f):
         key = str(key)
         header = f.read(8)
         if len(header) != 8:
-            raise pickle.UnpicklingError(f"Checkpoint truncated before storage {key!r}.")
+            raise pickle.UnpicklingError(
+                f"Checkpoint truncated before storage {key!r}."
+            )
         (count,) = struct.unpack("<q", header)
         dtype = dtypes.get(key)
         if dtype is None:
             raise pickle.UnpicklingError(f"Storage {key!r} is listed but never used.")
         data = f.read(count * dtype.itemsize)
         if len(data) != count * dtype.itemsize:
-            raise pickle.UnpicklingError(f"Checkpoint truncated inside storage {key!r}.")
+            raise pickle.UnpicklingError(
+                f"Checkpoint truncated inside storage {key!r}."
+            )
         storages[key] = np.frombuffer(data, dtype=dtype)
     for view_key, (root, offset, size) in views.items():
         storages[view_key] = storages[root][offset : offset + size]
@@ -303,6 +322,7 @@ def load_torch_state_dict(path):
         result = result["state_dict"]
     if not isinstance(result, dict):
         raise pickle.UnpicklingError(
-            f"Expected the checkpoint to hold a state dict, got {type(result).__name__}."
+            "Expected the checkpoint to hold a state dict, got "
+            f"{type(result).__name__}."
         )
     return collections.OrderedDict(result)
