@@ -832,7 +832,7 @@ class _CacheIndex:
         path = entry.path
         try:
             size = entry.stat().st_size
-            with h5py.File(path, "r", locking=False) as f:
+            with h5py.File(path, "r") as f:
                 schema = _attr_str(f.attrs, "schema")
                 version = _attr_str(f.attrs, "format_version")
                 if schema != SHARD_SCHEMA:
@@ -1144,7 +1144,7 @@ class FeatureCache:
             else:
                 import h5py
 
-                with h5py.File(shard.path, "r", locking=False) as f:
+                with h5py.File(shard.path, "r") as f:
                     _read_rows_h5(f["features"], rows[sel], sel, out)
 
     # -- writing
@@ -1319,7 +1319,7 @@ class FeatureCache:
         final = os.path.join(shard_dir, name)
         tmp = _tmp_path(shard_dir, name)
         try:
-            with h5py.File(tmp, "w", locking=False) as f:
+            with h5py.File(tmp, "w") as f:
                 self._set_shard_attrs(f, d)
                 f.create_dataset("keys", data=key_arr)
                 offset = _create_preallocated(f, "features", (len(keys), d), dtype)
@@ -1357,7 +1357,7 @@ class FeatureCache:
         else:
             import h5py
 
-            with h5py.File(shard.path, "r", locking=False) as f:
+            with h5py.File(shard.path, "r") as f:
                 _read_rows_h5(f["features"], rows, dst, out)
 
 

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _MAX_SEED = np.iinfo(np.int32).max
+_BLOCK_BYTES = 128 * 1024  # rows read together when shuffling a store subset
 
 
 def _seed(random_state):
@@ -185,8 +186,9 @@ class StoreChunks(ChunkSource):
     chunks; rows are shuffled again within each chunk here). A subset of
     rows (``indices``, for a held-out split) or labels given from outside
     (``y``) need row numbers, so they are read through
-    ``store.read_rows(sorted_block)`` in blocks of ``chunk_size`` consecutive
-    selected rows, in shuffled block order.
+    ``store.read_rows(sorted_rows)``: with ``shuffle=True``, small blocks of
+    neighbouring selected rows (128 KiB) are dealt in random order into
+    chunks, so that each chunk mixes rows from all over the store.
     """
 
     def __init__(self, store, y=None, *, chunk_size, indices=None):
@@ -215,10 +217,18 @@ class StoreChunks(ChunkSource):
                 yield X, y, None
             return
         indices = np.arange(len(self.store)) if self.indices is None else np.sort(self.indices)
-        blocks = [indices[s:s + self.chunk_size] for s in range(0, len(indices), self.chunk_size)]
-        order = rng.permutation(len(blocks)) if shuffle else range(len(blocks))
-        for b in order:
-            rows = blocks[b]
+        if shuffle:
+            # like FeatureStore.iter_chunks: deal small blocks of neighbouring
+            # rows in random order into chunks, so that every chunk mixes rows
+            # from all over the store (even one sorted by class).
+            n_features = max(1, int(getattr(self.store, "n_features", 1) or 1))
+            block = max(1, min(self.chunk_size, _BLOCK_BYTES // (4 * n_features)))
+            starts = np.arange(0, len(indices), block)
+            indices = np.concatenate(
+                [indices[s:s + block] for s in rng.permutation(starts)]
+            ) if len(starts) else indices
+        for start in range(0, len(indices), self.chunk_size):
+            rows = np.sort(indices[start:start + self.chunk_size])
             X, y = self.store.read_rows(rows)
             if self.y is not None:
                 y = self.y[rows]

@@ -25,6 +25,7 @@ import glob
 import io
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -386,6 +387,51 @@ def _list_images(inputs):
     return paths
 
 
+_TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} \d\d:\d\d:\d\d"           # glog-style info / warning lines
+    r"|E\d{4} .*(cuInit|cuda|CUDA)"             # probing for a GPU on a machine without one
+    r"|To enable the following instructions:)"
+)
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow and Keras, dropping their C++ start-up chatter from stderr.
+
+    TensorFlow writes oneDNN, CPU-feature and CUDA-probing log lines to file
+    descriptor 2 before any Python logging is set up (``TF_CPP_MIN_LOG_LEVEL``
+    does not reach them). They are captured here and replayed, less the
+    known noise, so that real errors still show.
+    """
+    if os.environ.get("SKBOTTLENECK_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    from ._keras import import_keras, import_tf
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr file descriptor (embedded use)
+        import_tf(), import_keras()
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            tf = import_tf()
+            import_keras()
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            kept = [line for line in lines if line.strip() and not _TF_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
 # ---------------------------------------------------------------- backbones
 #: File names (globs) of the no-top ImageNet weights in the Keras cache,
 #: from keras/src/applications/*.py (Keras 3).
@@ -513,6 +559,7 @@ def cmd_extract(args):
         cache_dir=cache_dir, on_error=args.on_error, decode_threads=args.decode_threads,
         random_state=args.random_state, verbose=0 if args.quiet else (2 if args.verbose else 1),
     )
+    _import_tensorflow_quietly()
     n_classes = "" if labels is None else f" in {len(np.unique(labels))} classes"
     if not args.quiet:
         _echo(f"{len(paths)} images{n_classes}; backbone {args.backbone}, "
@@ -613,33 +660,55 @@ def transformer_from_store(store, weights=None):
     return CNNFeatureTransformer(**params)
 
 
-class StoreRows:
-    """Re-iterable ``(X_chunk, y_chunk)`` over some rows of a store, reshuffled every pass.
+class StoreSubset:
+    """Some rows of a :class:`~skbottleneck.FeatureStore`, seen as a store.
 
-    Rows are read in chunks of ``chunk_size`` (sorted indices, then shuffled in
-    memory), so memory stays bounded whatever the size of the store.
+    Has the store interface the heads read (``len``, ``n_features``,
+    ``labels``, ``read_rows``, ``iter_chunks``), so a head trains out of core
+    on the training rows only, with the held-out rows never read.
     """
 
-    def __init__(self, store, rows, labels, chunk_size=4096, shuffle=True, random_state=0):
+    _BLOCK_BYTES = 128 * 1024  # neighbouring rows read together when shuffling
+
+    def __init__(self, store, rows):
         self.store = store
-        self.rows = np.asarray(rows, dtype=np.intp)
-        self.labels = np.asarray(labels)
-        self.chunk_size = chunk_size
-        self.shuffle = shuffle
-        self._rng = np.random.RandomState(random_state)
+        self.rows = np.sort(np.asarray(rows, dtype=np.int64))
+        self.n_features = store.n_features
+        self.path = getattr(store, "path", None)
+        self.metadata = getattr(store, "metadata", {})
 
     def __len__(self):
         return len(self.rows)
 
-    def __iter__(self):
-        order = self._rng.permutation(self.rows) if self.shuffle else self.rows
-        for start in range(0, len(order), self.chunk_size):
-            idx = np.sort(order[start:start + self.chunk_size])
-            X = np.asarray(self.store.read_rows(idx))
-            y = self.labels[idx]
-            if self.shuffle:
-                perm = self._rng.permutation(len(idx))
-                X, y = X[perm], y[perm]
+    @property
+    def labels(self):
+        labels = self.store.labels
+        return None if labels is None else np.asarray(labels)[self.rows]
+
+    @property
+    def paths(self):
+        return np.asarray(self.store.paths)[self.rows]
+
+    def read_rows(self, indices, *, dtype=None):
+        return self.store.read_rows(self.rows[np.asarray(indices, dtype=np.int64)], dtype=dtype)
+
+    def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None, dtype=None):
+        from sklearn.utils import check_random_state
+
+        order = np.arange(len(self.rows))
+        rng = check_random_state(random_state) if shuffle else None
+        if shuffle:
+            # deal blocks of neighbouring rows in random order, then shuffle within chunks
+            block = max(1, min(chunk_size, self._BLOCK_BYTES // (4 * max(1, self.n_features))))
+            starts = np.arange(0, len(order), block)
+            order = np.concatenate([order[s:s + block] for s in rng.permutation(starts)]) \
+                if len(starts) else order
+        for start in range(0, len(order), chunk_size):
+            idx = np.sort(order[start:start + chunk_size])
+            X, y = self.read_rows(idx, dtype=dtype)
+            if shuffle:
+                perm = rng.permutation(len(idx))
+                X, y = X[perm], (None if y is None else y[perm])
             yield X, y
 
 
@@ -718,6 +787,7 @@ def cmd_train(args):
     head = build_head(args.head, args.param, epochs=args.epochs, chunk_size=args.chunk_size,
                       random_state=args.random_state)
     t0 = time.perf_counter()
+    _import_tensorflow_quietly()
     transformer.fit(store)  # builds the CNN once; raises if the store is of another model
     rows = np.arange(len(labels))
     if args.val_fraction > 0:
@@ -734,22 +804,13 @@ def cmd_train(args):
     if not args.quiet:
         _echo(f"training a {args.head} head on {len(train_rows)} rows x {store.n_features} features "
               f"({len(classes)} classes), {len(val_rows)} rows held out", file=sys.stderr)
-    if len(val_rows):
-        data = StoreRows(store, train_rows, labels, chunk_size=args.chunk_size,
-                         random_state=args.random_state)
-    else:
-        data = store
-    try:
-        head.fit(data, labels[train_rows] if data is not store else None,
-                 **_fit_kwargs(head, labels))
-    except TypeError:
-        head.fit(data, **_fit_kwargs(head, labels))
+    data = StoreSubset(store, train_rows) if len(val_rows) else store
+    head.fit(data, **_fit_kwargs(head, labels))
     fit_s = time.perf_counter() - t0
     val_accuracy = None
     if len(val_rows):
         correct = 0
-        for X_chunk, y_chunk in StoreRows(store, val_rows, labels, chunk_size=args.chunk_size,
-                                          shuffle=False):
+        for X_chunk, y_chunk in StoreSubset(store, val_rows).iter_chunks(args.chunk_size, shuffle=False):
             correct += int(np.sum(np.asarray(head.predict(X_chunk)) == y_chunk))
         val_accuracy = correct / len(val_rows)
     model = Pipeline([("features", transformer), ("head", head)])
@@ -766,6 +827,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .report import report
 
+    _import_tensorflow_quietly()  # unpickling a Keras head or running the CNN needs it
     model = _load_model(args.model)
     out_dir = _check_writable_dir(args.report, "report folder")
     if os.path.isdir(args.data):
@@ -806,6 +868,7 @@ def cmd_evaluate(args):
 
 # ------------------------------------------------------------------ predict
 def cmd_predict(args):
+    _import_tensorflow_quietly()
     model = _load_model(args.model)
     if args.out:
         _check_writable_file(args.out, "output file")

@@ -560,7 +560,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             return "model:" + h.hexdigest()
         from .backbones import weights_identity
 
-        return weights_identity(self.weights, self.random_state)
+        return weights_identity(self.weights, self.random_state, backbone=self._backbone_spec().name)
 
     def _fingerprint(self):
         weights_id = self._weights_id()
@@ -688,7 +688,7 @@ class _CNNRunner:
                     f"The backbone {base.name!r} has no layer named {est.layer!r}. "
                     f"Its layers include: {', '.join(names[-12:])} (and {len(names) - 12} more)."
                 ) from e
-            base = keras.Model(base.inputs, layer.output, name=f"{base.name}_{est.layer}")
+            base = keras.Model(base.input, layer.output, name=f"{base.name}_{est.layer}")
         shape = tuple(int(s) for s in base.output.shape[1:])
         if len(shape) != 3 and est.pooling is not None:
             raise ValueError(

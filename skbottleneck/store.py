@@ -568,7 +568,7 @@ class StoreWriter:
     def _open_data_file(self):
         import h5py
 
-        with h5py.File(self._data_path, "r", locking=False) as f:
+        with h5py.File(self._data_path, "r") as f:
             ds = f["features"]
             if ds.shape != (self.n_rows, self.n_features) or ds.dtype != self._store_dtype:
                 raise ValueError(f"{self._data_path} does not match its manifest; delete "
@@ -824,7 +824,7 @@ class FeatureStore:
         if not os.path.exists(self.path):
             raise FileNotFoundError(errno.ENOENT, "No such feature store", self.path)
         try:
-            f = h5py.File(self.path, "r", locking=False)
+            f = h5py.File(self.path, "r")
         except OSError as e:
             raise UnsupportedFormatError(
                 f"{self.path} is not a readable HDF5 file ({e}); expected a feature store "

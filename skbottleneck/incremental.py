@@ -1,0 +1,556 @@
+"""Train any ``partial_fit`` classifier over chunks: arrays, FeatureStores, streams.
+
+:class:`IncrementalClassifier` is a meta-estimator in the spirit of
+dask-ml's ``Incremental``: it clones a scikit-learn classifier that has
+``partial_fit`` (SGDClassifier, MLPClassifier, Perceptron,
+PassiveAggressiveClassifier, the naive Bayes models...) and feeds it the
+training data one chunk at a time, for several epochs, so that a feature
+set larger than memory can be learned with memory bounded by the chunk size.
+"""
+
+import copy
+import numbers
+import sys
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+)
+from sklearn.linear_model import SGDClassifier
+from sklearn.metrics import accuracy_score
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._tags import get_tags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._chunks import (
+    _seed,
+    as_chunk_source,
+    check_passes,
+    discover_classes,
+    is_chunk_source,
+    validate_chunk,
+)
+
+__all__ = ["IncrementalClassifier"]
+
+
+def _inner_has(attr):
+    """``available_if`` check: the fitted (else the given) inner estimator has ``attr``."""
+
+    def check(self):
+        estimator = getattr(self, "estimator_", None)
+        if estimator is None:
+            estimator = self.estimator
+        if estimator is None:
+            estimator = SGDClassifier(loss="log_loss")
+        getattr(estimator, attr)  # raises AttributeError with the inner message
+        return True
+
+    return check
+
+
+class IncrementalClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """Fit a ``partial_fit`` classifier chunk by chunk, for several epochs.
+
+    The training data may be an in-memory array, a
+    :class:`~skbottleneck.FeatureStore` (read chunk by chunk, never loaded
+    whole) or any iterable of ``(X_chunk, y_chunk)`` pairs. Each epoch
+    passes over every training row once, in an order shuffled reproducibly
+    (chunk order and rows within chunks). Peak memory is a few chunks,
+    whatever the size of the data.
+
+    Parameters
+    ----------
+    estimator : estimator object, default=None
+        A classifier with ``partial_fit``; it is cloned into ``estimator_``.
+        None means ``SGDClassifier(loss="log_loss")`` seeded from
+        ``random_state``. Set the inner estimator's own ``random_state`` too
+        for reproducible results.
+    epochs : int, default=10
+        Passes over the training data in :meth:`fit` (fewer with early
+        stopping).
+    chunk_size : int, default=1024
+        Rows per chunk read from an array or a FeatureStore (chunks from an
+        iterable keep the size they come with). The unit of memory use.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch (whole arrays; chunk order and rows
+        within chunks for a FeatureStore; rows within chunks for an iterable,
+        whose chunk order is its own).
+    scale : bool, default=True
+        Standardise the features with a :class:`~sklearn.preprocessing.StandardScaler`
+        fitted incrementally in a first pass over the training chunks
+        (``scaler_``) and applied to every chunk. SGD-type models need scaled
+        features to converge; turn it off for models that need non-negative
+        or raw inputs (MultinomialNB) or data already scaled.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, score accuracy on them
+        after each epoch and stop when it has not improved by at least
+        ``tol`` for ``n_iter_no_change`` epochs; the estimator of the best
+        epoch is kept.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping. Arrays and FeatureStores
+        hold out rows by index (stratified by label when possible); an
+        iterable of chunks holds out a random share of every chunk, the same
+        rows on every pass.
+    n_iter_no_change : int, default=3
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Smallest validation accuracy gain that counts as an improvement.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffling, the held-out split and the default estimator.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The fitted clone of ``estimator``.
+    scaler_ : StandardScaler or None
+        The fitted scaler when ``scale=True``, else None.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` was a DataFrame with string column names.
+    n_iter_ : int
+        Epochs run by the last :meth:`fit`, plus one per later
+        :meth:`partial_fit` call.
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch (early stopping), else None.
+    best_validation_score_ : float or None
+        Best validation accuracy (early stopping), else None.
+
+    See Also
+    --------
+    skbottleneck.KerasMLPClassifier : A Keras MLP head that also trains out of core.
+
+    Notes
+    -----
+    ``fit`` needs several passes over the data (classes discovery when
+    ``classes`` is not given and the labels are not known up front, the
+    scaler pass, the epochs, validation); a one-shot generator can only be
+    used when one pass is enough (``epochs=1``, ``scale=False``,
+    ``classes=...``, no early stopping), otherwise a ``ValueError`` says
+    which pass needs it. Pass a function returning a new generator instead.
+
+    In :meth:`partial_fit` the scaler (``scale=True``) is updated with every
+    chunk before that chunk is used, so a stream can be learned in one pass.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import SGDClassifier
+    >>> from skbottleneck import IncrementalClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = IncrementalClassifier(SGDClassifier(random_state=0), epochs=5,
+    ...                             chunk_size=256, random_state=0)
+    >>> clf.fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) > 0.9
+    True
+
+    The same from a stream of ``(X_chunk, y_chunk)`` pairs, never all in memory:
+
+    >>> def chunks():
+    ...     for start in range(0, 1500, 300):
+    ...         yield X[start:start + 300], y[start:start + 300]
+    >>> clf.fit(chunks).predict(X[1500:1503]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["partial_fit"]), None],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "scale": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        epochs=10,
+        chunk_size=1024,
+        shuffle=True,
+        scale=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.epochs = epochs
+        self.chunk_size = chunk_size
+        self.shuffle = shuffle
+        self.scale = scale
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ setup
+    def _make_estimator(self, random_state):
+        if self.estimator is None:
+            return SGDClassifier(loss="log_loss", random_state=_seed(random_state))
+        if not hasattr(self.estimator, "partial_fit"):
+            raise TypeError(
+                f"IncrementalClassifier needs an estimator with a partial_fit method; "
+                f"{type(self.estimator).__name__} has none. Use SGDClassifier, "
+                "MLPClassifier, Perceptron, PassiveAggressiveClassifier, GaussianNB, "
+                "MultinomialNB or another estimator that supports partial_fit."
+            )
+        return clone(self.estimator)
+
+    def _inner_tags(self):
+        try:
+            return get_tags(self._make_estimator(random_state=0))
+        except Exception:  # invalid estimator: fit will say so
+            return None
+
+    def _check_params(self):
+        return dict(
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=not self.__sklearn_tags__().input_tags.allow_nan,
+        )
+
+    def _source(self, X, y, sample_weight, *, reset, require_y=True):
+        """Validate arrays up front, or wrap a chunk source (checked per chunk)."""
+        if is_chunk_source(X):
+            return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+        params = self._check_params()
+        if require_y:
+            X, y = validate_data(self, X, y, reset=reset, **params)
+            check_classification_targets(y)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X)
+        else:
+            X = validate_data(self, X, reset=reset, **params)
+        return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+
+    def _chunks(self, source, *, shuffle=False, random_state=None, first_reset=False, require_y=True):
+        """Yield validated ``(X, y, w)`` chunks; the first may reset feature checks."""
+        reset = first_reset
+        params = None if source.validated else self._check_params()
+        for X, y, w in source.iter_chunks(shuffle=shuffle, random_state=random_state):
+            if not source.validated:
+                X, y = validate_chunk(self, X, y, reset=reset, require_y=require_y, **params)
+                reset = False
+            if X.shape[0]:
+                yield X, y, w
+
+    def _transform(self, X):
+        return X if self.scaler_ is None else self.scaler_.transform(X)
+
+    def _partial_fit_chunk(self, X, y, w):
+        kwargs = {"classes": self.classes_}
+        if w is not None:
+            kwargs["sample_weight"] = w
+        self.estimator_.partial_fit(self._transform(X), y, **kwargs)
+
+    # -------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None, *, classes=None, sample_weight=None):
+        """Fit the estimator for ``epochs`` passes over the training chunks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Training data: an array (with ``y``), a FeatureStore (its labels
+            are used when ``y`` is None), a re-iterable of ``(X_chunk,
+            y_chunk)`` pairs or a callable returning an iterator of them.
+        y : array-like of shape (n_samples,), default=None
+            Labels, for an array (or to replace a FeatureStore's labels).
+        classes : array-like of shape (n_classes,), default=None
+            All classes; found in the data when None (a pass over the labels
+            unless they are known up front).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights, for an array X; passed on by keyword.
+
+        Returns
+        -------
+        self : IncrementalClassifier
+            The fitted estimator.
+        """
+        rng = check_random_state(self.random_state)
+        self.estimator_ = self._make_estimator(rng)
+        source = self._source(X, y, sample_weight, reset=True)
+        needs = []
+        if classes is None and source.known_labels() is None:
+            needs.append("a pass to find the classes (or pass classes=...)")
+        if self.scale:
+            needs.append("a pass to fit the scaler (scale=True)")
+        needs.append(f"epochs={self.epochs} training passes")
+        if self.early_stopping:
+            needs.append("passes over the held-out rows (early_stopping=True)")
+        if len(needs) > 1 or self.epochs > 1:
+            check_passes(source, needs)
+
+        first_reset = not source.validated
+        if classes is None and source.known_labels() is None:
+            # the labels pass also sets n_features_in_ from the first chunk
+            classes = self._collect_classes(source)
+            first_reset = False
+        self.classes_ = discover_classes(source, classes)
+
+        train, held_out = source, None
+        if self.early_stopping:
+            train, held_out = source.split(self.validation_fraction, rng)
+
+        self.scaler_ = None
+        if self.scale:
+            self.scaler_ = self._fit_scaler(train, first_reset)
+            first_reset = False
+
+        self.n_iter_ = 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = None
+        best, no_improvement = None, 0
+        for epoch in range(self.epochs):
+            chunks = self._chunks(
+                train, shuffle=self.shuffle, random_state=_seed(rng), first_reset=first_reset
+            )
+            first_reset = False
+            n_rows = 0
+            for Xc, yc, wc in chunks:
+                self._partial_fit_chunk(Xc, yc, wc)
+                n_rows += Xc.shape[0]
+            if n_rows == 0:
+                raise ValueError("The training data yielded no rows.")
+            self.n_iter_ += 1
+            message = f"epoch {epoch + 1}/{self.epochs}: {n_rows} rows"
+            if self.early_stopping:
+                score = self._score_source(held_out)
+                self.validation_scores_.append(score)
+                message += f", validation accuracy {score:.4f}"
+                if best is None or score > self.best_validation_score_ + self.tol:
+                    self.best_validation_score_ = score
+                    best, no_improvement = copy.deepcopy(self.estimator_), 0
+                else:
+                    no_improvement += 1
+            if self.verbose:
+                print(f"[IncrementalClassifier] {message}", file=sys.stderr)
+            if self.early_stopping and no_improvement >= self.n_iter_no_change:
+                break
+        if best is not None:
+            self.estimator_ = best
+        return self
+
+    def _collect_classes(self, source):
+        parts = []
+        for _, y, _ in self._chunks(source, first_reset=True):
+            parts.append(np.unique(y))
+        if not parts:
+            raise ValueError("The training data yielded no chunks.")
+        return np.unique(np.concatenate(parts))
+
+    def _fit_scaler(self, source, first_reset):
+        scaler = None
+        for X, _, _ in self._chunks(source, first_reset=first_reset):
+            if scaler is None:
+                scaler = StandardScaler(with_mean=not sparse.issparse(X))
+            scaler.partial_fit(X)
+        if scaler is None:
+            raise ValueError("The training data yielded no rows.")
+        return scaler
+
+    def _score_source(self, source):
+        correct = total = 0
+        for X, y, w in self._chunks(source):
+            pred = self.estimator_.predict(self._transform(X))
+            weights = np.ones(len(y)) if w is None else w
+            correct += np.sum(weights * (pred == y))
+            total += np.sum(weights)
+        return float(correct / total) if total else 0.0
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y=None, *, classes=None, sample_weight=None):
+        """Train on the given data for one more pass, keeping what was learned.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            The data of this step (see :meth:`fit`). A one-shot generator is fine.
+        y : array-like of shape (n_samples,), default=None
+            Labels for an array X.
+        classes : array-like of shape (n_classes,), default=None
+            All classes that will ever be seen. Required on the first call
+            (before any :meth:`fit`); must match ``classes_`` afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights for an array X.
+
+        Returns
+        -------
+        self : IncrementalClassifier
+            The updated estimator.
+        """
+        first_call = not hasattr(self, "estimator_")
+        if first_call:
+            if classes is None:
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit: "
+                    "the list of every class that will ever be seen."
+                )
+            rng = check_random_state(self.random_state)
+            self.estimator_ = self._make_estimator(rng)
+            self.classes_ = discover_classes(None, classes)
+            self.scaler_ = None
+            self.n_iter_ = 0
+            self.validation_scores_ = self.best_validation_score_ = None
+        else:
+            rng = check_random_state(self.random_state)
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"classes={classes!r} is not the same as on the first call to "
+                    f"partial_fit or fit: {self.classes_!r}."
+                )
+        source = self._source(X, y, sample_weight, reset=first_call)
+        chunks = self._chunks(
+            source, shuffle=self.shuffle, random_state=_seed(rng),
+            first_reset=first_call and not source.validated,
+        )
+        for Xc, yc, wc in chunks:
+            if self.scale:
+                if self.scaler_ is None:
+                    self.scaler_ = StandardScaler(with_mean=not sparse.issparse(Xc))
+                self.scaler_.partial_fit(Xc)
+            self._partial_fit_chunk(Xc, yc, wc)
+        self.n_iter_ += 1
+        return self
+
+    # ---------------------------------------------------------------- predict
+    def _map_chunks(self, X, method):
+        """Apply ``estimator_.<method>`` chunk by chunk and concatenate."""
+        check_is_fitted(self)
+        source = self._source(X, None, None, reset=False, require_y=False)
+        func = getattr(self.estimator_, method)
+        parts = [
+            func(self._transform(Xc))
+            for Xc, _, _ in self._chunks(source, require_y=False)
+        ]
+        if not parts:
+            raise ValueError("X yielded no rows to predict.")
+        return np.concatenate(parts)
+
+    def predict(self, X):
+        """Predict class labels, chunk by chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples; a FeatureStore or chunk iterable is read in order
+            (unshuffled) and never loaded whole.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels, in the order of the rows.
+        """
+        return self._map_chunks(X, "predict")
+
+    @available_if(_inner_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities, chunk by chunk (if the inner estimator has them).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
+        return self._map_chunks(X, "predict_proba")
+
+    @available_if(_inner_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba` (if the inner estimator has it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+        """
+        return self._map_chunks(X, "predict_log_proba")
+
+    @available_if(_inner_has("decision_function"))
+    def decision_function(self, X):
+        """Confidence scores, chunk by chunk (if the inner estimator has them).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            As returned by the inner estimator's ``decision_function``.
+        """
+        return self._map_chunks(X, "decision_function")
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on arrays, or on a labelled FeatureStore / chunk iterable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Test samples; a chunk source supplies its own labels.
+        y : array-like of shape (n_samples,), default=None
+            True labels for an array X (or replacing a store's labels).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, for an array X.
+
+        Returns
+        -------
+        score : float
+            Accuracy of :meth:`predict`.
+        """
+        if not is_chunk_source(X):
+            return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        check_is_fitted(self)
+        return self._score_source(as_chunk_source(X, y, sample_weight=sample_weight,
+                                                  chunk_size=self.chunk_size))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self._inner_tags()
+        if inner is not None:
+            tags.input_tags.sparse = inner.input_tags.sparse
+            tags.input_tags.allow_nan = inner.input_tags.allow_nan
+            tags.input_tags.positive_only = inner.input_tags.positive_only
+            tags.non_deterministic = inner.non_deterministic
+            if inner.classifier_tags is not None:
+                tags.classifier_tags.poor_score = inner.classifier_tags.poor_score
+                tags.classifier_tags.multi_class = inner.classifier_tags.multi_class
+        return tags

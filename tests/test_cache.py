@@ -1,0 +1,374 @@
+"""FeatureCache and its housekeeping, on real HDF5 files and real processes.
+
+Features are synthetic and deterministic (``_store_worker.synthetic_features``):
+no TensorFlow here.
+"""
+
+import doctest
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+import skbottleneck._cache as cache_module
+from _store_worker import fingerprint, synthetic_features, synthetic_key
+from skbottleneck.store import (
+    FeatureCache,
+    StoreWarning,
+    cache_info,
+    clear_cache,
+    file_key,
+    file_keys,
+    fingerprint_id,
+    get_cache_dir,
+)
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_store_worker.py")
+D = 32
+
+
+def keys_of(ids):
+    return [synthetic_key(int(i)) for i in ids]
+
+
+def new_process_view(cache):
+    """The same cache as a freshly started process sees it (no in-memory index)."""
+    cache_module._indexes.clear()
+    return FeatureCache(cache.cache_dir, cache.fingerprint, dtype=cache.dtype)
+
+
+def shard_files(cache):
+    d = os.path.join(cache.path, "shards")
+    return sorted(os.path.join(d, n) for n in os.listdir(d) if not n.startswith("."))
+
+
+def run_worker(*args, **popen_kw):
+    return subprocess.Popen([sys.executable, WORKER, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen_kw)
+
+
+def finish(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{out}\n{err}"
+    return out
+
+
+# ------------------------------------------------------------------- hashing
+def test_file_key_follows_content_not_name(tmp_path):
+    a = tmp_path / "a.jpg"
+    a.write_bytes(b"\xff\xd8 some jpeg bytes" * 1000)
+    key = file_key(a)
+    assert isinstance(key, bytes) and len(key) == 20
+    b = tmp_path / "b.jpg"
+    shutil.copy(a, b)
+    assert file_key(b) == key  # a copy
+    c = tmp_path / "renamed.jpg"
+    os.rename(b, c)
+    assert file_key(c) == key  # a rename
+    assert file_key(str(a)) == key
+
+
+def test_file_key_sees_an_edit_even_with_the_same_size_and_mtime(tmp_path):
+    p = tmp_path / "img.png"
+    p.write_bytes(b"A" * 5000)
+    key = file_key(p)
+    st = os.stat(p)
+    time.sleep(0.01)
+    p.write_bytes(b"B" * 5000)  # same size
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime put back
+    assert file_key(p) != key
+
+
+def test_file_key_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        file_key(tmp_path / "nope.jpg")
+    with pytest.raises(IsADirectoryError if os.name != "nt" else PermissionError):
+        file_key(tmp_path)
+
+
+def test_file_keys_threads_and_returns_errors(tmp_path):
+    paths = []
+    for i in range(40):
+        p = tmp_path / f"{i}.bin"
+        p.write_bytes(bytes([i % 7]) * (1000 + 37 * i))
+        paths.append(p)
+    paths.insert(5, tmp_path / "missing.bin")
+    for n_jobs in (1, 4, -1, None):
+        keys = file_keys(paths, n_jobs=n_jobs)
+        assert isinstance(keys[5], FileNotFoundError)
+        assert keys[:5] + keys[6:] == [file_key(p) for p in paths[:5] + paths[6:]]
+    assert file_keys([]) == []
+
+
+# --------------------------------------------------------------- fingerprints
+def test_fingerprint_ids_and_folders(tmp_path):
+    fp = {"backbone": "resnet50", "weights": "imagenet", "layer": None, "pooling": "avg",
+          "input_size": [224, 224], "dtype": "float32", "format": 1}
+    same = dict(reversed(list(fp.items())))
+    other = dict(fp, pooling="max")
+    a, b, c = (FeatureCache(tmp_path, f) for f in (fp, same, other))
+    assert a.fingerprint_id == b.fingerprint_id == fingerprint_id(fp)
+    assert a.path == b.path and os.path.isdir(a.path)
+    assert c.path != a.path
+    assert FeatureCache(tmp_path, fp, dtype="float16").path != a.path
+    assert fingerprint_id({"size": np.int64(3)}) == fingerprint_id({"size": 3})
+    # tuples are lists in JSON
+    assert fingerprint_id({"s": (1, 2)}) == fingerprint_id({"s": [1, 2]})
+    with pytest.raises(TypeError, match="JSON"):
+        fingerprint_id({"f": object()})
+    with pytest.raises(ValueError, match="dtype"):
+        FeatureCache(tmp_path, fp, dtype="int8")
+    # separate folders hold separate entries
+    a.write(keys_of([1]), np.ones((1, 4), np.float32))
+    assert a.lookup(keys_of([1]))[0] and not c.lookup(keys_of([1]))[0]
+    assert sorted(os.listdir(tmp_path)) == sorted({a.fingerprint_id, c.fingerprint_id,
+                                                   fingerprint_id(fp, "float16")})
+
+
+def test_get_cache_dir(monkeypatch, tmp_path):
+    assert get_cache_dir(tmp_path / "x") == str(tmp_path / "x")
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(tmp_path / "env"))
+    assert get_cache_dir() == str(tmp_path / "env")
+    monkeypatch.delenv("SKBOTTLENECK_CACHE_DIR")
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert get_cache_dir() == str(tmp_path / "xdg" / "skbottleneck")
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        assert get_cache_dir() == str(tmp_path / "home" / ".cache" / "skbottleneck")
+    assert not os.path.exists(get_cache_dir())  # not created
+
+
+# ------------------------------------------------------------------ basics
+def test_write_lookup_read(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D), metadata={"keras_version": "3.x"})
+    assert cache.n_features is None and len(cache) == 0
+    keys = keys_of(range(50))
+    X = synthetic_features(keys, D)
+    assert not cache.lookup(keys).any()
+    for a in range(0, 50, 8):
+        cache.write(keys[a:a + 8], X[a:a + 8])
+    assert cache.n_features == D and len(cache) == 50
+    order = np.random.default_rng(0).permutation(50)
+    query = [keys[i] for i in order] + keys_of([999])
+    assert cache.lookup(query).tolist() == [True] * 50 + [False]
+    assert np.array_equal(cache.read(query[:-1]), X[order])
+    out = np.zeros((3, D), np.float32)
+    assert cache.read(keys[:3], out=out) is out and np.array_equal(out, X[:3])
+    with pytest.raises(KeyError, match="1 of the 2 keys"):
+        cache.read([keys[0], synthetic_key(999)])
+    with pytest.raises(ValueError, match="features per image"):
+        cache.write(keys_of([100]), np.ones((1, D + 1)))
+    with pytest.raises(ValueError, match="shape"):
+        cache.write(keys_of([100, 101]), np.ones((1, D)))
+    with pytest.raises(TypeError, match="bytes"):
+        cache.lookup(["abc"])
+    assert keys[3] in cache
+    # what a new process sees
+    fresh = new_process_view(cache)
+    assert len(fresh) == 50 and np.array_equal(fresh.read(query[:-1]), X[order])
+    # picklable (for joblib workers)
+    again = pickle.loads(pickle.dumps(cache))
+    assert again.path == cache.path and np.array_equal(again.read(keys[:2]), X[:2])
+    # shards carry their format and reproducibility metadata
+    with h5py.File(shard_files(cache)[0], "r") as f:
+        assert f.attrs["schema"] == "skbottleneck.cache_shard"
+        assert f.attrs["format_version"] == 1
+        assert "keras_version" in f.attrs["metadata_json"]
+        assert f.attrs["numpy_version"] == np.__version__
+        assert f["features"].chunks is None and f["features"].compression is None
+
+
+def test_float16_storage(tmp_path):
+    keys = keys_of(range(10))
+    X = synthetic_features(keys, D) * 100
+    cache = FeatureCache(tmp_path, fingerprint(D), dtype="float16")
+    cache.write(keys, X)
+    got = cache.read(keys)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, X.astype(np.float16).astype(np.float32))
+    with h5py.File(shard_files(cache)[0], "r") as f:
+        assert f["features"].dtype == np.float16
+    assert np.array_equal(new_process_view(cache).read(keys[::-1]), got[::-1])
+
+
+def test_compaction_merges_and_keeps_every_key_once(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(100))
+    X = synthetic_features(keys, D)
+    for a in range(0, 100, 5):
+        cache.write(keys[a:a + 5], X[a:a + 5])
+    cache.write(keys[:30], X[:30])  # duplicates
+    assert len(shard_files(cache)) == 21
+    assert cache.compact(min_shards=50) == 0  # too few
+    # a left-over of a killed writer: ignored, and removed once stale
+    tmp = os.path.join(cache.path, "shards", ".tmp-123-abcd-x.h5")
+    open(tmp, "wb").write(b"partial")
+    assert len(cache) == 100
+    os.utime(tmp, (time.time() - 7200,) * 2)
+    assert cache.compact(min_shards=2) == 21
+    assert not os.path.exists(tmp)
+    files = shard_files(cache)
+    assert len(files) == 1
+    with h5py.File(files[0], "r") as f:
+        assert len(f["keys"]) == 100
+    order = np.random.default_rng(1).permutation(100)
+    assert np.array_equal(cache.read([keys[i] for i in order]), X[order])
+    assert np.array_equal(new_process_view(cache).read(keys), X)
+    # small target: several merged shards, none bigger than needed
+    for a in range(100, 160, 4):
+        k = keys_of(range(a, a + 4))
+        cache.write(k, synthetic_features(k, D))
+    n_before = len(shard_files(cache))
+    assert cache.compact(min_shards=2, target_bytes=40_000) == 15
+    assert 1 < len(shard_files(cache)) < n_before
+    assert len(cache) == 160
+    k = keys_of(range(160))
+    assert np.array_equal(cache.read(k), synthetic_features(k, D))
+
+
+def test_reader_survives_compaction_by_another_process(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(40))
+    for a in range(0, 40, 4):
+        cache.write(keys[a:a + 4], synthetic_features(keys[a:a + 4], D))
+    reader = new_process_view(cache)
+    assert reader.lookup(keys).all()  # index now lists the 10 small shards
+    finish(run_worker("compact", "--cache", tmp_path, "--d", D))
+    assert len(shard_files(cache)) == 1  # the shards the reader knows are gone
+    assert np.array_equal(reader.read(keys[::-1]), synthetic_features(keys[::-1], D))
+
+
+# ------------------------------------------------------------- damaged files
+def _damage(path, how):
+    if how == "truncated":
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.truncate(size // 2)
+    elif how == "garbage":
+        with open(path, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(4096))
+    elif how == "empty":
+        open(path, "wb").close()
+    elif how == "foreign-hdf5":
+        with h5py.File(path, "w") as f:
+            f["x"] = np.arange(3)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "foreign-hdf5"])
+def test_damaged_shard_is_reported_quarantined_and_recomputed(tmp_path, how):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(30))
+    X = synthetic_features(keys, D)
+    for a in range(0, 30, 10):
+        cache.write(keys[a:a + 10], X[a:a + 10])
+    bad = shard_files(cache)[1]
+    _damage(bad, how)
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=re.escape(bad)):
+        found = fresh.lookup(keys)
+    bad_keys = [k for k, f in zip(keys, found) if not f]
+    assert len(bad_keys) == 10 and found.sum() == 20
+    quarantined = os.path.join(cache.path, "quarantine", os.path.basename(bad))
+    assert os.path.exists(quarantined) and not os.path.exists(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported once, not on every look
+        assert fresh.lookup(keys).sum() == 20
+        good = [k for k, f in zip(keys, found) if f]
+        assert np.array_equal(fresh.read(good), synthetic_features(good, D))
+        # "re-extraction" puts them back
+        fresh.write(bad_keys, synthetic_features(bad_keys, D))
+        assert fresh.lookup(keys).all()
+        assert np.array_equal(fresh.read(keys), X)
+        assert cache_info(tmp_path)[cache.fingerprint_id]["n_quarantined"] == 1
+
+
+def test_shard_of_another_format_version_is_ignored_not_misread(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(10))
+    cache.write(keys[:5], synthetic_features(keys[:5], D))
+    cache.write(keys[5:], synthetic_features(keys[5:], D))
+    newer = shard_files(cache)[0]
+    with h5py.File(newer, "r+") as f:
+        f.attrs["format_version"] = 2
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=r"format version 2.*reads version 1"):
+        assert fresh.lookup(keys).tolist() == [False] * 5 + [True] * 5
+    assert os.path.exists(newer)  # left alone for the version that wrote it
+
+
+# ----------------------------------------------------------------- processes
+def test_concurrent_writers_compactors_and_readers(tmp_path):
+    """Four writers with overlapping keys, a compactor and a reader, all at once."""
+    universe = 240
+    procs = [run_worker("write", "--cache", tmp_path, "--d", D, "--first", 40 * i,
+                        "--last", 40 * i + 120, "--seed", i, "--batch", 6,
+                        "--compact-every", 5 if i % 2 else 0) for i in range(4)]
+    procs.append(run_worker("compact", "--cache", tmp_path, "--d", D, "--seconds", 2))
+    procs.append(run_worker("read", "--cache", tmp_path, "--d", D, "--seconds", 2,
+                            "--universe", universe))
+    outs = [finish(p) for p in procs]
+    assert all(o.startswith("DONE") for o in outs)
+    cache = new_process_view(FeatureCache(tmp_path, fingerprint(D)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keys = keys_of(range(universe))
+        assert cache.lookup(keys).all() and len(cache) == universe
+        assert np.array_equal(cache.read(keys), synthetic_features(keys, D))
+        cache.compact(min_shards=2)
+        # every key exactly once on disk now
+        n_rows = 0
+        for path in shard_files(cache):
+            with h5py.File(path, "r") as f:
+                n_rows += len(f["keys"])
+        assert n_rows == universe
+        assert np.array_equal(new_process_view(cache).read(keys), synthetic_features(keys, D))
+
+
+# -------------------------------------------------------------- housekeeping
+def test_cache_info_and_clear_cache(tmp_path):
+    fa, fb = fingerprint(D), dict(fingerprint(D), backbone="other")
+    a, b = FeatureCache(tmp_path, fa), FeatureCache(tmp_path, fb, dtype="float16")
+    for cache, ids in ((a, range(12)), (b, range(5))):
+        k = keys_of(ids)
+        cache.write(k[:6], synthetic_features(k[:6], D))
+        cache.write(k[6:], synthetic_features(k[6:], D))
+    (tmp_path / "not-a-cache").mkdir()
+    (tmp_path / "notes.txt").write_text("keep me")
+    info = cache_info(tmp_path)
+    assert set(info) == {a.fingerprint_id, b.fingerprint_id}
+    ia = info[a.fingerprint_id]
+    assert (ia["n_entries"], ia["n_shards"], ia["n_features"]) == (12, 2, D)
+    assert ia["bytes"] > 12 * D * 4 and ia["storage_dtype"] == "float32"
+    assert ia["fingerprint"] == fa and ia["description"].startswith("backbone=synthetic, layer=pool")
+    assert info[b.fingerprint_id]["n_entries"] == 5
+    assert cache_info(tmp_path / "nowhere") == {}
+
+    removed = clear_cache(tmp_path, backbone="other")
+    assert list(removed) == [b.fingerprint_id] and removed[b.fingerprint_id] > 0
+    assert len(b) == 0 and len(a) == 12
+    b.write(keys_of([1]), np.ones((1, D)))  # a cache cleared under a live object still works
+    assert len(b) == 1
+    assert clear_cache(tmp_path, fingerprint=dict(reversed(list(fa.items())))) == {
+        a.fingerprint_id: info[a.fingerprint_id]["bytes"]}
+    assert list(clear_cache(tmp_path, fingerprint=b.fingerprint_id)) == [b.fingerprint_id]
+    a.write(keys_of([1]), np.ones((1, D)))
+    assert list(clear_cache(tmp_path)) == [a.fingerprint_id]
+    assert sorted(os.listdir(tmp_path)) == ["not-a-cache", "notes.txt"]
+
+
+def test_doctests(tmp_path):
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, test in enumerate(finder.find(cache_module)):
+        test.globs["tmp_dir"] = tmp_path / str(i)
+        test.globs["tmp_dir"].mkdir()
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -1,0 +1,442 @@
+"""StoreWriter / FeatureStore on real HDF5 files, with real processes killed mid-run.
+
+Features are synthetic and deterministic (``_store_worker.synthetic_features``),
+so an interrupted-then-resumed run must give the same bits as an
+uninterrupted one.
+"""
+
+import doctest
+import errno
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+import skbottleneck.store as store_module
+from _store_worker import METADATA, dataset, fingerprint, synthetic_features
+from skbottleneck import _cache
+from skbottleneck.store import (
+    FeatureCache,
+    FeatureStore,
+    InsufficientDiskSpaceError,
+    StoreWarning,
+    StoreWriter,
+    UnsupportedFormatError,
+    check_disk_space,
+)
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_store_worker.py")
+N, D = 120, 48
+
+
+def reference(n=N, d=D, dtype="float32"):
+    """Features, paths, labels and keys of an uninterrupted run."""
+    paths, labels, keys = dataset(n)
+    X = synthetic_features(keys, d).astype(dtype)
+    return X, paths, labels, keys
+
+
+def make_store(path, X, *, labels=None, paths=None, **kw):
+    n, d = X.shape
+    paths = [f"{i}.jpg" for i in range(n)] if paths is None else paths
+    w = StoreWriter(path, paths=paths, labels=labels, n_features=d, **kw)
+    w.write_rows(np.arange(n), X)
+    return w.finalize()
+
+
+# ------------------------------------------------------------ kill and resume
+def start_extract(tmp_path, *extra, sleep=0.02, dtype="float32"):
+    args = ["extract", "--store", tmp_path / "features.h5", "--cache", tmp_path / "cache",
+            "--n", N, "--d", D, "--batch", 8, "--sleep", sleep, "--dtype", dtype, *extra]
+    return subprocess.Popen(
+        [sys.executable, WORKER, *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc, pattern, timeout=30):
+    """Read the worker's lines until one matches ``pattern``; all the lines."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker ended before {pattern!r}: {lines}\n{proc.stderr.read()}")
+        lines.append(line.strip())
+        if re.fullmatch(pattern, line.strip()):
+            return lines
+    raise AssertionError(f"no {pattern!r} within {timeout}s: {lines}")
+
+
+def kill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def check_consistent(tmp_path, dtype="float32"):
+    """After a kill: the store is finished and right, or absent with its parts;
+    the cache holds only right features. No damaged file anywhere."""
+    X, paths, labels, keys = reference(dtype=dtype)
+    path = tmp_path / "features.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if path.exists():
+            with FeatureStore(path) as store:
+                assert np.array_equal(store.read_rows(np.arange(N), dtype=dtype)[0], X)
+        else:
+            assert not (tmp_path / "features.h5.partial").exists() or (
+                tmp_path / "features.h5.partial" / "manifest.json").exists()
+        _cache._indexes.clear()  # look at it as a new process would
+        cache = FeatureCache(tmp_path / "cache", fingerprint(D), dtype=dtype)
+        present = [k for k, f in zip(keys, cache.lookup(keys)) if f]
+        if present:
+            got = cache.read(present)
+            assert np.array_equal(got.astype(dtype), synthetic_features(present, D).astype(dtype))
+        return len(present)
+
+
+def check_complete(tmp_path, dtype="float32"):
+    X, paths, labels, keys = reference(dtype=dtype)
+    assert not (tmp_path / "features.h5.partial").exists()
+    with FeatureStore(tmp_path / "features.h5") as store:
+        assert store.dtype == np.dtype(dtype)
+        got = store.read_rows(np.arange(N), dtype=dtype)[0]
+        assert got.tobytes() == X.tobytes()  # bit for bit
+        assert store.paths.tolist() == paths
+        assert store.labels.tolist() == labels.tolist()
+        assert store.keys == keys
+        assert store.metadata["weights_hash"] == METADATA["weights_hash"]
+    assert check_consistent(tmp_path, dtype) == N
+
+
+@pytest.mark.parametrize("kill_at", ["BATCH 0", "BATCH 6", "FINALIZE", "RENAME-BEFORE",
+                                     "RENAME-AFTER"])
+def test_killed_at_a_point_resumes_to_identical_features(tmp_path, kill_at):
+    proc = start_extract(tmp_path, "--pause-finalize", 5)
+    lines = wait_for(proc, kill_at)
+    kill(proc)
+    n_cached = check_consistent(tmp_path)
+    if kill_at.startswith("BATCH"):
+        assert not (tmp_path / "features.h5").exists()
+        assert n_cached >= 8 * int(kill_at.split()[1])
+    if kill_at == "RENAME-AFTER":
+        assert (tmp_path / "features.h5").exists()
+        assert (tmp_path / "features.h5.partial").exists()  # killed before the clean-up
+    if kill_at in ("FINALIZE", "RENAME-BEFORE"):
+        assert not (tmp_path / "features.h5").exists()
+    args = ["extract", "--store", tmp_path / "features.h5", "--cache", tmp_path / "cache",
+            "--n", N, "--d", D]
+    out = subprocess.run([sys.executable, WORKER, *map(str, args)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    started = int(out.stdout.split()[1])
+    if kill_at.startswith("BATCH"):
+        n_done = int(kill_at.split()[1]) + 1
+        assert started <= N - 8 * n_done  # resumed, not restarted
+    else:
+        assert started == 0
+    check_complete(tmp_path)
+    assert lines[0] == f"START {N}"
+
+
+def test_killed_repeatedly_at_random_moments(tmp_path):
+    """Kill after random delays until a run gets through; float16 storage."""
+    rng = np.random.default_rng(12345)
+    n_kills = 0
+    for attempt in range(12):
+        proc = start_extract(tmp_path, sleep=0.03, dtype="float16")
+        wait_for(proc, r"START \d+")
+        try:
+            proc.wait(timeout=float(rng.uniform(0.0, 0.5)))
+        except subprocess.TimeoutExpired:
+            kill(proc)
+            n_kills += 1
+            check_consistent(tmp_path, dtype="float16")
+            continue
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        assert "DONE" in out
+        break
+    else:
+        pytest.fail("never completed")
+    assert n_kills >= 3
+    check_complete(tmp_path, dtype="float16")
+
+
+# ------------------------------------------------------------- writer rules
+def test_resume_in_process_and_refusals(tmp_path):
+    X, paths, labels, keys = reference()
+    path = tmp_path / "f.h5"
+    args = dict(paths=paths, labels=labels, keys=keys, n_features=D, metadata=METADATA)
+    w = StoreWriter(path, **args)
+    assert w.missing_rows().tolist() == list(range(N)) and not w.done().any()
+    w.write_rows([5, 3, 4, 100], X[[5, 3, 4, 100]])
+    w.write_rows(np.arange(10, 20), X[10:20])
+    with pytest.raises(ValueError, match=r"110 of the 120 rows .* not been written"):
+        w.finalize()
+    w.close()  # as if the process died here
+    w = StoreWriter(path, **args)
+    assert len(w.missing_rows()) == N - 14 and w.done()[[3, 4, 5, 100]].all()
+    # other content: refused, not silently mixed
+    for change in (dict(labels=labels[::-1]), dict(paths=paths[::-1]),
+                   dict(metadata={**METADATA, "weights_hash": "1" * 16}), dict(n_features=D + 1),
+                   dict(keys=keys[::-1]), dict(dtype="float16")):
+        with pytest.raises(ValueError, match=r"partial progress for other content"):
+            StoreWriter(path, **{**args, **change})
+    with pytest.raises(ValueError, match="shape"):
+        w.write_rows([0, 1], X[:1])
+    with pytest.raises(IndexError):
+        w.write_rows([N], X[:1])
+    w.write_rows(w.missing_rows(), X[w.missing_rows()])
+    store = w.finalize()
+    assert np.array_equal(store.to_numpy(), X) and not os.path.exists(w.partial_dir)
+    store.close()
+    # a finished store with the same content: nothing to do
+    again = StoreWriter(path, **args)
+    assert again.finished and len(again.missing_rows()) == 0 and again.done().all()
+    assert np.array_equal(again.finalize().read_rows([7])[0], X[[7]])
+    # a finished store with other content: refused, unless overwrite=True
+    with pytest.raises(FileExistsError, match="already exists and differs.*other labels"):
+        StoreWriter(path, **{**args, "labels": labels[::-1]})
+    w = StoreWriter(path, **{**args, "labels": labels[::-1]}, overwrite=True)
+    assert len(w.missing_rows()) == N
+    with FeatureStore(path) as old:  # still the old one until finalize
+        assert old.labels[0] == labels[0]
+    w.write_rows(np.arange(N), X)
+    with w.finalize() as new:
+        assert new.labels[0] == labels[-1]
+    # partial progress of other content is discarded with overwrite=True
+    w = StoreWriter(tmp_path / "g.h5", **args)
+    w.write_rows([0], X[:1])
+    w = StoreWriter(tmp_path / "g.h5", **{**args, "paths": paths[::-1]}, overwrite=True)
+    assert len(w.missing_rows()) == N
+    # not a store at all
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FileExistsError, match="not a readable skbottleneck store"):
+        StoreWriter(tmp_path / "junk.h5", **args)
+    with pytest.raises(ValueError, match="reserved"):
+        StoreWriter(tmp_path / "h.h5", **{**args, "metadata": {"schema": "x"}})
+
+
+def test_damaged_journal_file_is_reported_and_its_rows_redone(tmp_path):
+    X, paths, labels, keys = reference()
+    path = tmp_path / "f.h5"
+    w = StoreWriter(path, paths=paths, n_features=D)
+    w.write_rows(np.arange(8), X[:8])
+    w.write_rows(np.arange(8, 16), X[8:16])
+    w.close()
+    journal = sorted((tmp_path / "f.h5.partial" / "done").iterdir())
+    journal[1].write_bytes(journal[1].read_bytes()[:20])  # truncated
+    with pytest.warns(StoreWarning, match=re.escape(str(journal[1]))):
+        w = StoreWriter(path, paths=paths, n_features=D)
+    assert w.missing_rows()[:8].tolist() == list(range(8, 16))
+    w.write_rows(w.missing_rows(), X[w.missing_rows()])
+    with w.finalize() as store:
+        assert np.array_equal(store.to_numpy(), X)
+
+
+def test_a_partial_store_is_always_valid_hdf5(tmp_path):
+    X, paths, labels, keys = reference()
+    w = StoreWriter(tmp_path / "f.h5", paths=paths, labels=labels, n_features=D, chunk_rows=7)
+    w.write_rows(np.arange(0, N, 3), X[::3])
+    with h5py.File(tmp_path / "f.h5.partial" / "data.h5", "r") as f:
+        assert f["features"].shape == (N, D) and f["features"].chunks == (7, D)
+        assert np.array_equal(f["features"][::3], X[::3])
+    w.write_rows(w.missing_rows(), X[w.missing_rows()])
+    with w.finalize() as store:
+        idx = np.random.default_rng(0).permutation(N)
+        assert np.array_equal(store.read_rows(idx)[0], X[idx])
+
+
+# -------------------------------------------------------------------- reader
+@pytest.mark.parametrize("labels", [
+    None,
+    np.array(["cat", "dög", "🐦", ""] * 5),
+    np.arange(20) % 3,
+    np.linspace(0, 1, 20),
+    np.arange(20) % 2 == 0,
+    [f"c{i % 2}" for i in range(20)],
+], ids=["none", "str", "int", "float", "bool", "list-of-str"])
+def test_labels_paths_keys_round_trip(tmp_path, labels):
+    X = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
+    paths = [f"/images/ä/{i}.jpg" for i in range(19)] + ["/images/bad-\udcff.jpg"]
+    keys = [bytes([i]) * 20 for i in range(19)] + [b"\x00" * 20]
+    w = StoreWriter(tmp_path / "f.h5", paths=paths, labels=labels, keys=keys, n_features=5)
+    w.write_rows(np.arange(20), X)
+    store = pickle.loads(pickle.dumps(w.finalize()))
+    assert store.paths.tolist() == paths and store.paths.dtype.kind == "U"
+    assert store.keys == keys
+    if labels is None:
+        assert store.labels is None and store.read_rows([1])[1] is None
+    else:
+        expected = np.asarray(labels)
+        assert store.labels.dtype.kind == expected.dtype.kind
+        assert store.labels.tolist() == expected.tolist()
+        assert store.read_rows([3, 1])[1].tolist() == expected[[3, 1]].tolist()
+
+
+def test_indexing(tmp_path):
+    X = np.arange(50 * 4, dtype=np.float32).reshape(50, 4)
+    store = make_store(tmp_path / "f.h5", X, labels=np.arange(50))
+    assert len(store) == 50 and store.shape == (50, 4) and store.n_features == 4
+    assert np.array_equal(store[3], X[3])
+    assert np.array_equal(store[-1], X[-1])
+    assert np.array_equal(store[5:40:3], X[5:40:3])
+    assert np.array_equal(store[::-1], X[::-1])
+    assert np.array_equal(store[[4, 4, 0, -2]], X[[4, 4, 0, -2]])
+    mask = X[:, 0] % 3 == 0
+    assert np.array_equal(store[mask], X[mask])
+    assert np.array_equal(store[2:6, 1], X[2:6, 1])
+    assert np.array_equal(store[[]], X[[]])
+    X2, y2 = store.read_rows(np.array([9, 2]), dtype=np.float64)
+    assert X2.dtype == np.float64 and y2.tolist() == [9, 2]
+    with pytest.raises(IndexError):
+        store[[50]]
+    with pytest.raises(IndexError):
+        store[[0.5]]
+    assert np.array_equal(store.to_numpy(), X)
+    store.close()
+    with pytest.raises(ValueError, match="closed"):
+        store.read_rows([0])
+    # an empty store
+    empty = make_store(tmp_path / "e.h5", np.zeros((0, 4), np.float32), labels=[])
+    assert len(empty) == 0 and list(empty.iter_chunks()) == [] and empty.to_numpy().shape == (0, 4)
+
+
+def test_float16_store(tmp_path):
+    X = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32) * 50
+    s32 = make_store(tmp_path / "a.h5", X)
+    s16 = make_store(tmp_path / "b.h5", X, dtype="float16", chunk_rows=32)
+    assert s16.dtype == np.float16 and s32.dtype == np.float32
+    got = s16.read_rows(np.arange(300))[0]
+    assert got.dtype == np.float32
+    assert np.array_equal(got, X.astype(np.float16).astype(np.float32))
+    assert s16.to_numpy(dtype=np.float16).dtype == np.float16
+    assert os.path.getsize(tmp_path / "b.h5") < 0.6 * os.path.getsize(tmp_path / "a.h5")
+
+
+def test_iter_chunks_covers_every_row_once_reproducibly(tmp_path):
+    n = 1000
+    X = np.repeat(np.arange(n, dtype=np.float32)[:, None], 8, axis=1)
+    labels = np.repeat(np.arange(10), n // 10)  # sorted by class, like an image folder
+    with make_store(tmp_path / "f.h5", X, labels=labels) as store:
+
+        def one_pass(**kw):
+            chunks = list(store.iter_chunks(64, **kw))
+            rows = np.concatenate([c[0][:, 0] for c in chunks]).astype(int)
+            for Xc, yc in chunks:
+                assert np.array_equal(labels[Xc[:, 0].astype(int)], yc)  # y matches X
+                assert (Xc == Xc[:, :1]).all()
+            return rows, [len(c[0]) for c in chunks], chunks
+
+        rows, sizes, _ = one_pass(shuffle=False)
+        assert rows.tolist() == list(range(n)) and sizes == [64] * 15 + [40]
+        a, sizes, chunks = one_pass(random_state=0)
+        assert sorted(a.tolist()) == list(range(n))  # every row exactly once
+        assert sizes == [64] * 15 + [40]
+        assert np.array_equal(one_pass(random_state=0)[0], a)  # reproducible
+        assert not np.array_equal(one_pass(random_state=1)[0], a)  # seed matters
+        assert not np.array_equal(one_pass(random_state=None)[0], a)
+        rng = np.random.RandomState(3)
+        assert not np.array_equal(one_pass(random_state=rng)[0], one_pass(random_state=rng)[0])
+        # chunks of a class-sorted store mix the classes
+        assert min(len(np.unique(yc)) for _, yc in chunks[:-1]) >= 4
+        small_blocks = list(store.iter_chunks(64, random_state=0, block_rows=1))
+        assert sorted(np.concatenate([c[0][:, 0] for c in small_blocks]).tolist()) == list(range(n))
+        with pytest.raises(ValueError, match="chunk_size"):
+            next(store.iter_chunks(0))
+
+
+def test_iter_chunks_memory_is_bounded_by_the_chunk(tmp_path):
+    n, d, chunk = 8000, 256, 100
+    X = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)  # 8 MB
+    store = make_store(tmp_path / "f.h5", X, labels=np.arange(n) % 7)
+    del X
+    store.labels  # loaded once, n integers
+    chunk_bytes = chunk * d * 4  # 100 KB
+    for shuffle in (True, False):
+        tracemalloc.start()
+        total = 0
+        for Xc, yc in store.iter_chunks(chunk, shuffle=shuffle, random_state=0):
+            total += len(Xc)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert total == n
+        # the store is 80 chunks; memory stays within a few chunks (+ the 4 MiB read buffer cap)
+        assert peak < 6 * chunk_bytes + 256 * 1024, (shuffle, peak)
+
+
+def test_refuses_foreign_and_other_version_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        FeatureStore(tmp_path / "missing.h5")
+    (tmp_path / "text.h5").write_text("hello")
+    with pytest.raises(UnsupportedFormatError, match="not a readable HDF5 file"):
+        FeatureStore(tmp_path / "text.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["features"] = np.zeros((2, 2))
+    with pytest.raises(UnsupportedFormatError, match="not a skbottleneck feature store"):
+        FeatureStore(tmp_path / "other.h5")
+    make_store(tmp_path / "v.h5", np.zeros((2, 3), np.float32)).close()
+    for version in (2, 0):
+        with h5py.File(tmp_path / "v.h5", "r+") as f:
+            f.attrs["format_version"] = version
+        with pytest.raises(UnsupportedFormatError, match=f"format version {version}; this "
+                                                          "skbottleneck reads version 1"):
+            FeatureStore(tmp_path / "v.h5")
+    # a truncated store is refused, not misread
+    make_store(tmp_path / "t.h5", np.ones((100, 50), np.float32)).close()
+    with open(tmp_path / "t.h5", "r+b") as f:
+        f.truncate(os.path.getsize(tmp_path / "t.h5") // 2)
+    with pytest.raises(UnsupportedFormatError, match="not a readable HDF5 file"):
+        FeatureStore(tmp_path / "t.h5")
+
+
+def test_store_metadata_attributes(tmp_path):
+    meta = {"backbone": "resnet50", "weights_hash": "ab12", "layer": None,
+            "input_size": [224, 224], "keras_version": "3.15.1", "mixed": True, "n": 3}
+    store = make_store(tmp_path / "f.h5", np.zeros((3, 2), np.float32), metadata=meta)
+    m = store.metadata
+    assert m["schema"] == "skbottleneck.features" and m["format_version"] == 1
+    assert m["backbone"] == "resnet50" and m["keras_version"] == "3.15.1"
+    assert m["input_size"] == "[224,224]" and m["layer"] == "null" and m["mixed"] is True
+    assert m["numpy_version"] == np.__version__ and m["h5py_version"] == h5py.__version__
+    assert m["skbottleneck_version"] and m["n_rows"] == 3 and m["storage_dtype"] == "float32"
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert f["features"].compression is None
+
+
+def test_check_disk_space(tmp_path, monkeypatch, capsys):
+    free = check_disk_space(tmp_path / "not" / "yet" / "there.h5", 1000, verbose=1)
+    assert free > 0 and "free" in capsys.readouterr().out
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: usage._replace(free=10 * 2**30))  # 10 GiB free
+    check_disk_space(tmp_path, 5 * 2**30)
+    n_images, n_features = 50_000, 100_352  # ResNet50 un-pooled: 20 GB
+    with pytest.raises(InsufficientDiskSpaceError) as info:
+        check_disk_space(tmp_path, n_images * n_features * 4,
+                         what=f"features of {n_images} images x {n_features} x 4 bytes")
+    e = info.value
+    assert isinstance(e, OSError) and e.errno == errno.ENOSPC
+    assert e.free == 10 * 2**30 and e.required > n_images * n_features * 4
+    assert "20.1 GB" in str(e) and "10.7 GB is free" in str(e) and "50000 images" in str(e)
+
+
+def test_doctests(tmp_path):
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, test in enumerate(finder.find(store_module)):
+        test.globs["tmp_dir"] = tmp_path / str(i)
+        test.globs["tmp_dir"].mkdir()
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
