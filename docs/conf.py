@@ -36,7 +36,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "examples/README.rst",
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "examples/*.rst",
                     "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
                     "auto_examples/*.md5", "auto_examples/*.pickle", "auto_examples/*.json"]
 root_doc = "index"
@@ -87,3 +87,53 @@ html_theme_options = {
 }
 html_static_path = []
 html_show_sourcelink = False
+
+
+# -- command-line reference: the --help of every command, generated -------------
+def _write_cli_help():
+    from skbottleneck.cli import EXIT_CODES, build_parser
+
+    out = os.path.join(HERE, "generated", "cli")
+    os.makedirs(out, exist_ok=True)
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "88"
+    try:
+        parser = build_parser()
+        texts = {"skbottleneck": parser.format_help()}
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        for name, p in sub.choices.items():
+            texts[name] = p.format_help()
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+    for name, text in texts.items():
+        path = os.path.join(out, f"{name}.txt")
+        old = open(path).read() if os.path.exists(path) else None
+        if old != text:  # keep the mtime, so Sphinx does not rebuild for nothing
+            with open(path, "w") as f:
+                f.write(text)
+    rows = "".join(f"   * - {code}\n     - {text.replace('`', '``')}\n"
+                   for code, text in EXIT_CODES.items())
+    table = (".. list-table::\n   :header-rows: 1\n   :widths: 10 90\n\n"
+             "   * - status\n     - meaning\n" + rows)
+    path = os.path.join(out, "exit_codes.rst")
+    if not os.path.exists(path) or open(path).read() != table:
+        with open(path, "w") as f:
+            f.write(table)
+
+
+_write_cli_help()
+
+
+# scikit-learn's generated metadata-routing setters (set_fit_request, ...) are
+# not ours to document.
+def _skip_member(app, what, name, obj, skip, options):
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)

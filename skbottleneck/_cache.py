@@ -2,11 +2,10 @@
 
 The public names are re-exported by :mod:`skbottleneck.store`, whose module
 docstring describes the on-disk layout and why it survives a kill at any
-moment. This module holds the cache (:class:`FeatureCache`, its
-housekeeping functions and the content hashing of image files) and the
-low-level file helpers that :mod:`skbottleneck.store` shares: atomic
-writes, positional reads and writes of feature rows, HDF5 attribute
-conversion.
+moment. This module holds the cache (:class:`FeatureCache`), its
+housekeeping functions (:func:`cache_info`, :func:`clear_cache`,
+:func:`get_cache_dir`) and the content hashing of image files
+(:func:`file_key`, :func:`file_keys`).
 """
 
 import errno
@@ -23,6 +22,32 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ._fileio import (
+    _MAX_SPAN_BYTES,
+    STORAGE_DTYPES,
+    StoreWarning,
+    UnsupportedFormatError,
+    _canonical_json,
+    _check_storage_dtype,
+    _create_preallocated,
+    _fsync_dir,
+    _json_default,
+    _library_versions,
+    _listdir,
+    _lock_file,
+    _output_dtype,
+    _pwrite,
+    _raw_layout,
+    _read_rows_at,
+    _read_rows_h5,
+    _read_scalar_attr,
+    _remove_stale_tmp,
+    _sha256,
+    _tmp_path,
+    _unlink_quietly,
+    _write_file_atomic,
+)
 
 __all__ = [
     "FeatureCache",
@@ -43,30 +68,10 @@ SHARD_SCHEMA = "skbottleneck.cache_shard"
 #: new format lands in a new directory instead of misreading the old one.
 CACHE_FORMAT_VERSION = 1
 
-STORAGE_DTYPES = ("float16", "float32", "float64")
-
-_TMP_PREFIX = ".tmp-"
 _SHARD_RE = re.compile(r"^[0-9a-f]{16}-[0-9]+-[0-9a-f]{8}\.h5$")
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
-#: Temporary files older than this are left-overs of killed writers.
-_STALE_TMP_SECONDS = 3600.0
-_GAP_BYTES = 64 * 1024  # read through gaps smaller than this (one syscall < 64 KiB)
-_MAX_SPAN_BYTES = 4 * 1024 * 1024  # largest temporary buffer of one read
 _KEY_MEMO_SIZE = 1 << 18
 _ROW_BITS = 32
-
-
-class StoreWarning(UserWarning):
-    """A cache shard or store part was unreadable and has been set aside.
-
-    The entries it held are treated as missing (computed again); nothing is
-    lost but time.
-    """
-
-
-class UnsupportedFormatError(ValueError):
-    """A file is not a skbottleneck store, or was written in a format version
-    this skbottleneck does not read."""
 
 
 # --------------------------------------------------------------------- hashing
@@ -177,279 +182,6 @@ def file_keys(paths, n_jobs=None):
         return list(pool.map(one, paths, chunksize=64))
 
 
-# ------------------------------------------------------------ low-level files
-def _fsync_file(path):
-    """Flush a closed file's data to the disk."""
-    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path):
-    """Make a rename in ``path`` durable (POSIX; a no-op where unsupported)."""
-    if os.name == "nt":
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_path(directory, name):
-    return os.path.join(directory, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}")
-
-
-def _write_file_atomic(path, data):
-    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete.
-
-    The bytes go to a temporary name in the same directory, are fsynced, and
-    the file is renamed over ``path`` (atomic on POSIX and Windows), then the
-    directory is fsynced.
-    """
-    directory = os.path.dirname(path) or "."
-    tmp = _tmp_path(directory, os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        view = memoryview(data).cast("B")
-        while len(view):
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _remove_stale_tmp(directory, max_age=_STALE_TMP_SECONDS):
-    """Delete temporary files of killed writers (older than ``max_age`` s)."""
-    now = time.time()
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for e in entries:
-        if e.name.startswith(_TMP_PREFIX):
-            try:
-                if now - e.stat().st_mtime > max_age:
-                    os.unlink(e.path)
-            except OSError:
-                pass
-
-
-_io_lock = threading.Lock()  # only for platforms without pread/pwrite
-
-
-def _pread_into(fd, buf, offset):
-    """Fill the writable buffer ``buf`` with bytes of ``fd`` from ``offset``."""
-    view = memoryview(buf).cast("B")
-    done, total = 0, len(view)
-    while done < total:
-        if hasattr(os, "preadv"):
-            n = os.preadv(fd, [view[done:]], offset + done)
-        else:  # pragma: no cover - Windows
-            with _io_lock:
-                os.lseek(fd, offset + done, os.SEEK_SET)
-                chunk = os.read(fd, min(total - done, 1 << 30))
-            n = len(chunk)
-            view[done:done + n] = chunk
-        if n == 0:
-            raise OSError(errno.EIO, f"unexpected end of file at byte {offset + done}")
-        done += n
-
-
-def _pwrite(fd, data, offset):
-    """Write all of ``data`` at ``offset`` of ``fd``."""
-    view = memoryview(data).cast("B")
-    while len(view):
-        if hasattr(os, "pwritev"):
-            n = os.pwritev(fd, [view], offset)
-        else:  # pragma: no cover - Windows
-            with _io_lock:
-                os.lseek(fd, offset, os.SEEK_SET)
-                n = os.write(fd, view)
-        view = view[n:]
-        offset += n
-
-
-def _fdatasync(fd):
-    (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-def _read_rows_at(fd, offsets, dst, out, row_nbytes, stored_dtype):
-    """Read rows at byte ``offsets`` of ``fd`` into ``out[dst]``.
-
-    Rows are sorted by offset. A run of rows back to back both in the file
-    and in ``out`` is read straight into ``out`` in one system call; other
-    rows closer than 64 KiB are read together (through the gap) into a
-    reused buffer of at most 4 MiB and scattered from there.
-    """
-    n = len(offsets)
-    if n == 0:
-        return
-    d = out.shape[1]
-    order = np.argsort(offsets, kind="stable")
-    offs = offsets[order]
-    dsts = dst[order]
-    step = np.diff(offs)
-    # split where the gap is large, or rows are not aligned with each other
-    # (rows of two different HDF5 chunks)
-    breaks = np.flatnonzero((step - row_nbytes > _GAP_BYTES) | (step % row_nbytes != 0)) + 1
-    bounds = np.concatenate(([0], breaks, [n])).tolist()
-    direct_ok = out.dtype == stored_dtype and out.flags.c_contiguous
-    if direct_ok:
-        follows = (step == row_nbytes) & (np.diff(dsts) == 1)
-    max_rows = max(1, _MAX_SPAN_BYTES // row_nbytes)
-    buf = None
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if direct_ok and (b - a == 1 or follows[a:b - 1].all()):
-            d0 = int(dsts[a])
-            _pread_into(fd, out[d0:d0 + b - a], int(offs[a]))
-            continue
-        while a < b:
-            lo = int(offs[a])
-            c = a + int(np.searchsorted(offs[a:b], lo + (max_rows - 1) * row_nbytes, side="right"))
-            c = max(c, a + 1)
-            span_rows = (int(offs[c - 1]) - lo) // row_nbytes + 1
-            if buf is None or len(buf) < span_rows:
-                buf = np.empty((max(span_rows, min(max_rows, n)), d), dtype=stored_dtype)
-            view = buf[:span_rows]
-            _pread_into(fd, view, lo)
-            out[dsts[a:c]] = view[(offs[a:c] - lo) // row_nbytes]
-            a = c
-
-
-def _read_rows_h5(dataset, rows, dst, out):
-    """Same as :func:`_read_rows_at` through h5py (any HDF5 layout)."""
-    if len(rows) == 0:
-        return
-    order = np.argsort(rows, kind="stable")
-    srows = rows[order]
-    sdst = dst[order]
-    breaks = np.flatnonzero(np.diff(srows) > 64) + 1
-    bounds = np.concatenate(([0], breaks, [len(srows)]))
-    for g in range(len(bounds) - 1):
-        a, b = int(bounds[g]), int(bounds[g + 1])
-        lo, hi = int(srows[a]), int(srows[b - 1]) + 1
-        out[sdst[a:b]] = dataset[lo:hi][srows[a:b] - lo]
-
-
-def _raw_layout(dataset):
-    """Byte extents of an HDF5 dataset's rows, if it can be read without HDF5.
-
-    Returns ``(first_rows, byte_offsets)`` (each extent holds consecutive
-    rows stored back to back) for an unfiltered little-endian float dataset
-    laid out contiguously or in full-width row chunks, all allocated; else
-    ``None`` (read it through h5py).
-    """
-    from h5py import h5d
-
-    dt = dataset.dtype
-    if dt.kind != "f" or dt.byteorder == ">" or dataset.ndim != 2:
-        return None
-    if dataset.file.userblock_size:
-        return None
-    n, d = dataset.shape
-    row_nbytes = d * dt.itemsize
-    dcpl = dataset.id.get_create_plist()
-    if dcpl.get_nfilters():
-        return None
-    layout = dcpl.get_layout()
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if layout == h5d.CONTIGUOUS:
-        offset = dataset.id.get_offset()
-        if offset is None or dataset.id.get_storage_size() < n * row_nbytes:
-            return None
-        return np.zeros(1, np.int64), np.array([offset], np.int64)
-    if layout == h5d.CHUNKED:
-        chunk_rows, chunk_cols = dcpl.get_chunk()
-        if chunk_cols != d:
-            return None
-        n_chunks = -(-n // chunk_rows)
-        if dataset.id.get_num_chunks() != n_chunks:
-            return None
-        firsts = np.empty(n_chunks, np.int64)
-        offsets = np.empty(n_chunks, np.int64)
-        for i in range(n_chunks):
-            info = dataset.id.get_chunk_info(i)
-            if info.byte_offset is None or info.size != chunk_rows * row_nbytes:
-                return None
-            firsts[i] = info.chunk_offset[0]
-            offsets[i] = info.byte_offset
-        order = np.argsort(firsts)
-        return firsts[order], offsets[order]
-    return None
-
-
-def _row_offsets(rows, firsts, offsets, row_nbytes):
-    """Byte offset of each row given the extents of :func:`_raw_layout`."""
-    if len(firsts) == 1:
-        return offsets[0] + rows.astype(np.int64) * row_nbytes
-    e = np.searchsorted(firsts, rows, side="right") - 1
-    return offsets[e] + (rows - firsts[e]).astype(np.int64) * row_nbytes
-
-
-# ----------------------------------------------------------------- metadata
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(
-        "fingerprint and metadata values must be JSON-serialisable (str, int, float, bool, "
-        f"None, lists and dicts of them); got {obj!r} of type {type(obj).__name__}."
-    )
-
-
-def _canonical_json(obj):
-    """Deterministic JSON: sorted keys, no spaces, ASCII only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False, default=_json_default)
-
-
-def _sha256(data):
-    return hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()
-
-
-def _check_storage_dtype(dtype):
-    try:
-        name = np.dtype(dtype).name
-    except TypeError as e:
-        raise ValueError(f"dtype must be one of {STORAGE_DTYPES}; got {dtype!r}.") from e
-    if name not in STORAGE_DTYPES:
-        raise ValueError(f"dtype must be one of {STORAGE_DTYPES}; got {dtype!r}.")
-    return name
-
-
-def _output_dtype(stored):
-    """Dtype of arrays returned for a storage dtype: float16 is read as float32."""
-    return np.dtype(np.float32) if np.dtype(stored) == np.float16 else np.dtype(stored)
-
-
 def fingerprint_id(fingerprint, dtype="float32"):
     """Stable 16-hex-digit id of a model fingerprint: the cache subdirectory.
 
@@ -484,57 +216,6 @@ def fingerprint_id(fingerprint, dtype="float32"):
     doc = {"fingerprint": fingerprint, "storage_dtype": _check_storage_dtype(dtype),
            "format_version": CACHE_FORMAT_VERSION}
     return _sha256(_canonical_json(doc))[:16]
-
-
-def _library_versions():
-    """Versions of the libraries that wrote a file (root attributes)."""
-    import h5py
-
-    versions = {"numpy_version": np.__version__, "h5py_version": h5py.__version__,
-                "hdf5_version": h5py.version.hdf5_version,
-                "python_version": sys.version.split()[0]}
-    try:
-        from . import __version__
-
-        versions["skbottleneck_version"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
-    return versions
-
-
-def _attr_value(value):
-    """A JSON-like metadata value as an HDF5 attribute (lists/dicts as JSON)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool):
-        return np.bool_(value)
-    if isinstance(value, int):
-        return np.int64(value)
-    if isinstance(value, (float, str)):
-        return value
-    if value is None or isinstance(value, (list, tuple, dict)):
-        return _canonical_json(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(
-        f"metadata values must be str, int, float, bool, None, lists or dicts; got {value!r}."
-    )
-
-
-def _python_attr(value):
-    """An HDF5 attribute value as a plain Python object."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    if isinstance(value, np.ndarray):
-        return [_python_attr(v) for v in value.tolist()] if value.dtype.kind in "OSU" else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _attr_str(attrs, name):
-    value = attrs.get(name)
-    return _python_attr(value) if value is not None else None
 
 
 # -------------------------------------------------------------- cache folders
@@ -670,13 +351,6 @@ def cache_info(cache_dir=None):
     return info
 
 
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
-
-
 def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
     """Delete cached features: those of one model, or all of them.
 
@@ -776,6 +450,8 @@ class _CacheIndex:
         self.where = {}  # key -> (shard number << 32) | row
         self.skipped = set()  # names of files ignored (unknown version...)
         self.n_features = None
+        self.dir_signature = None  # (device, inode, mtime) of shards/ at the last listing
+        self.dir_settled = False
 
     @property
     def n_live(self):
@@ -783,22 +459,45 @@ class _CacheIndex:
 
     def list_shards(self):
         try:
-            return {e.name: e for e in os.scandir(self.shard_dir) if _SHARD_RE.match(e.name)}
+            return set(os.listdir(self.shard_dir))
         except FileNotFoundError:
-            return {}
+            return set()
 
     def refresh(self):
-        """Index shards that appeared since the last look, drop vanished ones."""
+        """Index shards that appeared since the last look, drop vanished ones.
+
+        The folder is not even listed when its modification time has not
+        changed since a listing made more than 2 s after that time (so that
+        a coarse timestamp cannot hide a change); Windows always lists.
+        """
+        try:
+            st = os.stat(self.shard_dir)
+            signature = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        except OSError:
+            signature = None
+        if signature is not None and signature == self.dir_signature and self.dir_settled:
+            return
+        now = time.time_ns()
+        self.dir_signature = signature
+        self.dir_settled = (os.name != "nt" and signature is not None
+                            and now - signature[2] > 2_000_000_000)
         listing = self.list_shards()
         gone = [name for name in self.shards if name not in listing]
-        new = sorted(name for name in listing if name not in self.shards and name not in self.skipped)
+        if gone:
+            # A compaction renames its merged shard into place before deleting
+            # the sources, but one listing racing with both may see neither:
+            # a second listing, started after the deletion, sees the merged one.
+            listing = self.list_shards()
+            gone = [name for name in self.shards if name not in listing]
+        new = sorted(name for name in listing.difference(self.shards, self.skipped)
+                     if _SHARD_RE.match(name))
         if gone:
             for name in gone:
                 shard = self.shards.pop(name)
                 self.by_no[shard.no] = None
             self._rebuild()
         for name in new:
-            shard = self._open_shard(name, listing[name])
+            shard = self._open_shard(name)
             if shard is not None:
                 self.add(shard)
 
@@ -825,16 +524,33 @@ class _CacheIndex:
                 self.by_no[shard.no] = None
         self._rebuild()
 
-    def _open_shard(self, name, entry):
+    def _open_shard(self, name):
         """Validate and index one shard file; ``None`` if it must be ignored."""
         import h5py
+        from h5py import h5d, h5s
 
-        path = entry.path
+        path = os.path.join(self.shard_dir, name)
+        try:  # errors of the file system (permissions, too many open files) are not damage
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        except FileNotFoundError:  # removed by a compaction since the listing
+            return None
+        except OSError as e:
+            self.skipped.add(name)
+            warnings.warn(f"Cannot open cache shard {path} ({e}); its entries are treated as "
+                          "missing.", StoreWarning, stacklevel=4)
+            return None
         try:
-            size = entry.stat().st_size
-            with h5py.File(path, "r") as f:
-                schema = _attr_str(f.attrs, "schema")
-                version = _attr_str(f.attrs, "format_version")
+            # the high-level open (file-name encoding, strong close); then the
+            # low-level API, several times faster than h5py's objects
+            f = h5py.File(path, "r")
+            fid = f.id
+            try:
+                schema = _read_scalar_attr(fid, "schema")
+                version = _read_scalar_attr(fid, "format_version")
                 if schema != SHARD_SCHEMA:
                     raise ValueError(f"its 'schema' attribute is {schema!r}, not {SHARD_SCHEMA!r}")
                 if version != CACHE_FORMAT_VERSION:
@@ -846,8 +562,8 @@ class _CacheIndex:
                         StoreWarning, stacklevel=4,
                     )
                     return None
-                keys_ds, feats = f["keys"], f["features"]
-                if keys_ds.dtype != np.uint8 or keys_ds.ndim != 2 or feats.ndim != 2:
+                keys_ds, feats = h5d.open(fid, b"keys"), h5d.open(fid, b"features")
+                if keys_ds.dtype != np.uint8 or len(keys_ds.shape) != 2 or len(feats.shape) != 2:
                     raise ValueError(f"unexpected datasets keys {keys_ds.shape} {keys_ds.dtype}, "
                                      f"features {feats.shape}")
                 n, key_len = keys_ds.shape
@@ -859,17 +575,21 @@ class _CacheIndex:
                 if self.n_features is not None and d != self.n_features:
                     raise ValueError(f"{d} features per row, the cache has {self.n_features}")
                 keys = np.empty((n, key_len), np.uint8)
-                if n:
-                    keys_ds.read_direct(keys)
+                if keys.size:
+                    keys_ds.read(h5s.ALL, h5s.ALL, keys)
                 layout = _raw_layout(feats)
                 offset = None
                 if layout is not None and len(layout[1]) == 1:
                     offset = int(layout[1][0])
                     if offset + n * d * feats.dtype.itemsize > size:
                         raise ValueError("the file is shorter than its feature data")
+                dtype = feats.dtype
+            finally:
+                f.close()
             key_list = keys.view(f"V{key_len}").ravel().tolist() if key_len else [b""] * n
-            return _Shard(name, path, key_list, d, feats.dtype, offset, size)
-        except Exception as e:  # noqa: BLE001 - any failure means a damaged file
+            return _Shard(name, path, key_list, d, dtype, offset, size)
+        except (OSError, KeyError, ValueError, RuntimeError) as e:
+            # the file opened but HDF5 cannot parse it, or it is not a shard: damaged
             if not os.path.exists(path):  # removed by a compaction meanwhile
                 return None
             self.quarantine(path, e)
@@ -916,24 +636,6 @@ def _check_keys(keys):
                 return [bytes(k) for k in keys]
             raise TypeError(f"cache keys must be bytes (e.g. from file_key); got {type(k).__name__}.")
     return keys
-
-
-def _lock_file(path):
-    """Take an exclusive lock on ``path`` without waiting; the fd, or None if busy."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - Windows
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 # ------------------------------------------------------------------ the cache
@@ -1124,6 +826,8 @@ class FeatureCache:
 
     @staticmethod
     def _read_codes(index, codes, out):
+        if len(codes) == 0:
+            return
         nos = codes >> _ROW_BITS
         rows = codes & ((1 << _ROW_BITS) - 1)
         order = np.argsort(nos, kind="stable")
@@ -1169,6 +873,9 @@ class FeatureCache:
             return
         index = self._index
         d = features.shape[1]
+        if index.n_features is None:
+            with index.lock:
+                index.refresh()
         known = index.n_features
         if known is not None and d != known:
             raise ValueError(f"This cache holds {known} features per image; got {d}.")
@@ -1244,8 +951,11 @@ class FeatureCache:
             Number of shards merged away (0 when nothing was done).
         """
         index = self._index
-        lock_fd = _lock_file(os.path.join(self.path, "compact.lock"))
-        if lock_fd is None:
+        try:
+            lock_fd = _lock_file(os.path.join(self.path, "compact.lock"))
+        except FileNotFoundError:  # the cache was cleared meanwhile: nothing to merge
+            return 0
+        if lock_fd is None:  # another process is compacting
             return 0
         try:
             _remove_stale_tmp(os.path.join(self.path, "shards"))
@@ -1360,24 +1070,3 @@ class FeatureCache:
             with h5py.File(shard.path, "r") as f:
                 _read_rows_h5(f["features"], rows, dst, out)
 
-
-def _create_preallocated(f, name, shape, dtype, chunk_rows=None):
-    """Create a dataset whose storage is allocated now and never filled.
-
-    Its rows can then be written in place with :func:`_pwrite` at the byte
-    offsets of :func:`_raw_layout`, without the HDF5 library, so the file's
-    metadata is never modified again. Returns the byte offset of a
-    contiguous dataset (``None`` for chunked or empty ones).
-    """
-    from h5py import h5d, h5p, h5s, h5t
-
-    dcpl = h5p.create(h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
-    if chunk_rows:
-        dcpl.set_chunk((int(chunk_rows), shape[1]))
-        space = h5s.create_simple(shape, (h5s.UNLIMITED, shape[1]))
-    else:
-        space = h5s.create_simple(shape, shape)
-    dsid = h5d.create(f.id, name.encode(), h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
-    return None if chunk_rows else dsid.get_offset()

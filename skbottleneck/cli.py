@@ -569,10 +569,11 @@ def cmd_extract(args):
     try:
         store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
         failed = list(getattr(transformer, "failed_", []) or [])
-    except ImageError:
+    except ImageError as e:
         failed = list(getattr(transformer, "failed_", []) or [])
         if args.on_error != "skip" or not failed:
-            raise
+            raise CLIError(f"{e} (--on-error skip leaves unreadable images out; rerunning keeps "
+                           "the features already extracted)", EXIT_FAILURE) from e
         # The store needs every image: extract again without the failed ones
         # (their features come back from the cache, or are recomputed with --no-cache).
         bad = {p for p, _ in failed}
@@ -748,6 +749,10 @@ def build_head(name, params=(), *, epochs=None, chunk_size=4096, random_state=0)
                            f"{', '.join(dict.fromkeys(names))}.")
     try:
         head.set_params(**settable)
+        # check the values now rather than after minutes of loading
+        for est in (head, getattr(head, "estimator", None)):
+            if est is not None and hasattr(est, "_validate_params"):
+                est._validate_params()
     except ValueError as e:
         raise CLIError(f"invalid --param for the {name} head: {e}") from e
     return head
@@ -1060,6 +1065,9 @@ def _describe(exc):
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename!r} does not exist"
     name = type(exc).__name__
+    if name == "WeightsUnavailableError":
+        return (f"{exc} On the command line: --weights none --random-state 0, --weights FILE, "
+                "or --backbone efficientnet_lite0.")
     known = ("ValueError", "TypeError", "WeightsUnavailableError", "InvalidParameterError",
              "NotFittedError", "OSError", "RuntimeError")
     text = str(exc) if name in known else f"{name}: {exc}"

@@ -360,7 +360,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             path = os.fspath(paths[row])
             if self.on_error == "raise":
                 raise ImageError(path, reason)
-            failed.append((path, reason))
+            failed.append((row, path, reason))
 
         cache = self._cache()
         writer = ThreadPoolExecutor(max_workers=1) if (cache is not None or write_in_background) else None
@@ -434,6 +434,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                 writer.shutdown(wait=True)
             stats["n_failed"] = len(failed)
             stats["wall_s"] = time.perf_counter() - t_start
+        failed = [(path, reason) for _, path, reason in sorted(failed, key=lambda f: f[0])]
         if self.verbose >= 2:
             print(
                 "[CNNFeatureTransformer] {n_images} images: {n_cached} cached, {n_extracted} "

@@ -104,12 +104,7 @@ def _class_names(labels):
 
 
 def _metrics(y_true, y_pred, labels):
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
-    )
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -129,7 +124,9 @@ def _metrics(y_true, y_pred, labels):
     return {
         "n_samples": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else None,
+        # mean recall over the classes present (sklearn's balanced_accuracy_score)
+        "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values()
+                                            if v["accuracy"] is not None])) if len(y_true) else None,
         "macro_f1": float(np.mean(f1)) if len(f1) else None,
         "classes": _class_names(labels),
         "per_class": per_class,
@@ -425,8 +422,11 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
 
 
 def _format_matrix(cm, names):
-    width = max([len(str(cm.max() if cm.size else 0))] + [len(s) for s in names])
-    lines = [" " * (width + 2) + " ".join(f"{s:>{width}}" for s in names)]
-    for name, row in zip(names, cm):
-        lines.append(f"{name:>{width}}  " + " ".join(f"{v:>{width}}" for v in row))
+    """The matrix as text: rows ``[i] name``, columns ``[i]`` (narrow whatever the names)."""
+    tags = [f"[{i}]" for i in range(len(names))]
+    width = max([len(str(cm.max() if cm.size else 0))] + [len(t) for t in tags])
+    row_head = max(len(f"{t} {n}") for t, n in zip(tags, names)) if names else 0
+    lines = [" " * (row_head + 2) + " ".join(f"{t:>{width}}" for t in tags)]
+    for tag, name, row in zip(tags, names, cm):
+        lines.append(f"{tag + ' ' + name:<{row_head}}  " + " ".join(f"{v:>{width}}" for v in row))
     return "\n".join(lines)

@@ -103,8 +103,15 @@ import warnings
 import numpy as np
 
 from ._cache import (
-    STORAGE_DTYPES,
     FeatureCache,
+    cache_info,
+    clear_cache,
+    file_key,
+    file_keys,
+    fingerprint_id,
+    get_cache_dir,
+)
+from ._fileio import (
     StoreWarning,
     UnsupportedFormatError,
     _attr_value,
@@ -115,8 +122,8 @@ from ._cache import (
     _fsync_dir,
     _fsync_file,
     _library_versions,
+    _listdir,
     _output_dtype,
-    _pread_into,  # noqa: F401 - re-exported for the benchmarks
     _pwrite,
     _python_attr,
     _raw_layout,
@@ -127,12 +134,6 @@ from ._cache import (
     _tmp_path,
     _unlink_quietly,
     _write_file_atomic,
-    cache_info,
-    clear_cache,
-    file_key,
-    file_keys,
-    fingerprint_id,
-    get_cache_dir,
 )
 
 __all__ = [
@@ -450,7 +451,9 @@ class StoreWriter:
             if not diff:
                 self._finished = True
                 self._done[:] = True
-                if self._read_manifest_identity() == self._identity:
+                # left over by a finalize killed after its rename (possibly half
+                # deleted, manifest first): progress of another run is kept
+                if self._read_manifest_identity() in (None, self._identity):
                     shutil.rmtree(self.partial_dir, ignore_errors=True)
                 return
             if not self.overwrite:
@@ -460,23 +463,31 @@ class StoreWriter:
                     f"({diff}). Pass overwrite=True to replace it, or choose another path",
                     self.path,
                 )
-        manifest = self._read_manifest()
+        try:
+            manifest = self._read_manifest()
+        except UnsupportedFormatError:
+            if not self.overwrite:
+                raise
+            self._remove_partial()
+            manifest = None
         if manifest is not None:
-            if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            theirs = manifest.get("identity")
+            if manifest.get("format_version") != STORE_FORMAT_VERSION and not self.overwrite:
                 raise UnsupportedFormatError(
                     f"{self.partial_dir} holds partial progress in format version "
                     f"{manifest.get('format_version')!r}; this skbottleneck writes version "
-                    f"{STORE_FORMAT_VERSION}. Finish it with that version, or delete the folder."
+                    f"{STORE_FORMAT_VERSION}. Finish it with that version, or pass "
+                    "overwrite=True to discard it."
                 )
-            theirs = manifest.get("identity")
-            if theirs != self._identity:
-                if not self.overwrite:
-                    changed = sorted(k for k in self._identity if (theirs or {}).get(k) != self._identity[k])
-                    raise ValueError(
-                        f"{self.partial_dir} holds partial progress for other content "
-                        f"(differs in: {', '.join(changed)}). Pass overwrite=True to discard it "
-                        "and start again, or call again with the original arguments to resume."
-                    )
+            if theirs != self._identity and not self.overwrite:
+                changed = sorted(k for k in self._identity
+                                 if (theirs or {}).get(k) != self._identity[k])
+                raise ValueError(
+                    f"{self.partial_dir} holds partial progress for other content "
+                    f"(differs in: {', '.join(changed)}). Pass overwrite=True to discard it "
+                    "and start again, or call again with the original arguments to resume."
+                )
+            if theirs != self._identity or manifest.get("format_version") != STORE_FORMAT_VERSION:
                 manifest = None
                 self._remove_partial()
         elif os.path.exists(self.partial_dir):
@@ -502,15 +513,31 @@ class StoreWriter:
             raise OSError(f"Could not remove {self.partial_dir}; delete it by hand.")
 
     def _read_manifest(self):
+        """The manifest, or None if there is none (a partial folder being created
+        or deleted: manifest.json is written first and atomically)."""
+        path = os.path.join(self.partial_dir, "manifest.json")
         try:
-            with open(os.path.join(self.partial_dir, "manifest.json"), "rb") as f:
+            with open(path, "rb") as f:
                 doc = json.loads(f.read().decode("utf-8"))
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return None
-        return doc if isinstance(doc, dict) and doc.get("schema") == PARTIAL_SCHEMA else None
+        except (OSError, ValueError) as e:
+            raise UnsupportedFormatError(
+                f"{path} is unreadable ({e}); delete {self.partial_dir} (or pass overwrite=True)."
+            ) from e
+        if not isinstance(doc, dict) or doc.get("schema") != PARTIAL_SCHEMA:
+            raise UnsupportedFormatError(
+                f"{path} is not a skbottleneck partial-store manifest (schema "
+                f"{doc.get('schema') if isinstance(doc, dict) else None!r}); delete "
+                f"{self.partial_dir} if it is not needed."
+            )
+        return doc
 
     def _read_manifest_identity(self):
-        doc = self._read_manifest()
+        try:
+            doc = self._read_manifest()
+        except UnsupportedFormatError:
+            return "?"
         return None if doc is None else doc.get("identity")
 
     def _differences_with_finished(self):
@@ -752,13 +779,6 @@ class StoreWriter:
     def __repr__(self):
         return (f"StoreWriter({self.path!r}, n_rows={self.n_rows}, n_features={self.n_features}, "
                 f"done={int(self._done.sum())})")
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 # ------------------------------------------------------------------- reader
@@ -1017,7 +1037,7 @@ class FeatureStore:
         """Iterate over the features in chunks, each row exactly once.
 
         With ``shuffle=True`` the rows are cut into blocks of consecutive
-        rows (about 128 KiB each), the blocks are put in a random order
+        rows (at most 128 KiB each), the blocks are put in a random order
         and dealt into chunks of ``chunk_size`` rows, and the rows of each
         chunk are permuted: every chunk mixes rows from all over the store
         (a store sorted by class still gives mixed chunks), while reads stay
@@ -1035,7 +1055,8 @@ class FeatureStore:
         dtype : dtype, default=None
             Of the yielded features; see :attr:`dtype`.
         block_rows : int, default=None
-            Rows per block (default: 128 KiB worth, at most ``chunk_size``).
+            Rows per block. Default: 128 KiB worth of rows, at most
+            ``chunk_size // 16`` (so a chunk mixes 16 or more blocks).
 
         Yields
         ------
@@ -1057,8 +1078,8 @@ class FeatureStore:
         from sklearn.utils import check_random_state
 
         rng = check_random_state(random_state)
-        if block_rows is None:
-            block_rows = max(1, _BLOCK_BYTES // max(1, self._row_nbytes))
+        if block_rows is None:  # >= 16 blocks per chunk, blocks of <= 128 KiB
+            block_rows = min(_BLOCK_BYTES // max(1, self._row_nbytes), chunk_size // 16)
         block_rows = max(1, min(operator.index(block_rows), chunk_size))
         n_blocks = -(-n // block_rows)
         pieces, count = [], 0

@@ -8,7 +8,7 @@ chosen point.
 Commands::
 
     extract   --store PATH --cache DIR --n N --d D [--batch B] [--sleep S]
-              [--pause-finalize S] [--dtype float32]
+              [--pause-before S] [--pause-after S] [--dtype float32]
               like CNNFeatureTransformer.extract: cache lookups, "CNN" for the
               misses (sleep S per batch), cache writes, store rows, finalize.
     write     --cache DIR --d D --first A --last B [--batch B] [--seed S]
@@ -69,8 +69,8 @@ def say(*words):
 
 def cmd_extract(args):
     paths, labels, keys = dataset(args.n)
-    if args.pause_finalize:
-        _pause_around_finalize(os.path.abspath(args.store), args.pause_finalize)
+    if args.pause_before or args.pause_after:
+        _pause_around_finalize(os.path.abspath(args.store), args.pause_before, args.pause_after)
     cache = FeatureCache(args.cache, fingerprint(args.d), dtype=args.dtype, metadata=METADATA)
     writer = StoreWriter(args.store, paths=paths, labels=labels, keys=keys, n_features=args.d,
                          dtype=args.dtype, metadata=METADATA)
@@ -96,7 +96,7 @@ def cmd_extract(args):
     say("DONE")
 
 
-def _pause_around_finalize(store_path, seconds):
+def _pause_around_finalize(store_path, before, after):
     """Sleep just before and just after finalize's rename (to be killed there)."""
     real_replace = os.replace
 
@@ -104,10 +104,10 @@ def _pause_around_finalize(store_path, seconds):
         if os.path.abspath(os.fspath(dst)) != store_path:
             return real_replace(src, dst, *a, **kw)
         say("RENAME-BEFORE")
-        time.sleep(seconds)
+        time.sleep(before)
         real_replace(src, dst, *a, **kw)
         say("RENAME-AFTER")
-        time.sleep(seconds)
+        time.sleep(after)
 
     os.replace = replace
 
@@ -162,7 +162,8 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sleep", type=float, default=0.0)
-    ap.add_argument("--pause-finalize", type=float, default=0.0)
+    ap.add_argument("--pause-before", type=float, default=0.0)
+    ap.add_argument("--pause-after", type=float, default=0.0)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--last", type=int, default=0)

@@ -161,6 +161,7 @@ def test_write_lookup_read(tmp_path):
     query = [keys[i] for i in order] + keys_of([999])
     assert cache.lookup(query).tolist() == [True] * 50 + [False]
     assert np.array_equal(cache.read(query[:-1]), X[order])
+    assert cache.read([]).shape == (0, D) and cache.lookup([]).shape == (0,)
     out = np.zeros((3, D), np.float32)
     assert cache.read(keys[:3], out=out) is out and np.array_equal(out, X[:3])
     with pytest.raises(KeyError, match="1 of the 2 keys"):
@@ -245,6 +246,38 @@ def test_reader_survives_compaction_by_another_process(tmp_path):
     finish(run_worker("compact", "--cache", tmp_path, "--d", D))
     assert len(shard_files(cache)) == 1  # the shards the reader knows are gone
     assert np.array_equal(reader.read(keys[::-1]), synthetic_features(keys[::-1], D))
+
+
+def test_index_sees_other_processes_after_the_folder_settled(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    cache.write(keys_of([0]), synthetic_features(keys_of([0]), D))
+    shards = os.path.join(cache.path, "shards")
+    os.utime(shards, (time.time() - 60,) * 2)  # last change long ago
+    assert cache.lookup(keys_of([0, 1])).tolist() == [True, False]
+    assert cache._index.dir_settled  # the next look skips the listing...
+    finish(run_worker("write", "--cache", tmp_path, "--d", D, "--first", 1, "--last", 2))
+    assert cache.lookup(keys_of([0, 1])).tolist() == [True, True]  # ...unless it changed
+
+
+def test_shards_of_another_layout_are_read_through_hdf5(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(20))
+    cache.write(keys[:10], synthetic_features(keys[:10], D))
+    src = shard_files(cache)[0]
+    # a shard rewritten by another tool: compressed, chunked
+    with h5py.File(src, "r") as f, h5py.File(os.path.join(cache.path, "shards", "x.h5"), "w") as g:
+        for k, v in f.attrs.items():
+            g.attrs[k] = v
+        g["keys"] = f["keys"][()]
+        g.create_dataset("features", data=f["features"][()], compression="gzip", chunks=(3, D))
+    os.replace(os.path.join(cache.path, "shards", "x.h5"), src)
+    cache.write(keys[10:], synthetic_features(keys[10:], D))
+    fresh = new_process_view(cache)
+    order = np.random.default_rng(0).permutation(20)
+    query = [keys[i] for i in order]
+    assert np.array_equal(fresh.read(query), synthetic_features(query, D))
+    assert fresh.compact(min_shards=2) == 2
+    assert np.array_equal(fresh.read(query), synthetic_features(query, D))
 
 
 # ------------------------------------------------------------- damaged files

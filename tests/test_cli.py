@@ -1,0 +1,341 @@
+"""The ``skbottleneck`` command, run in subprocesses on real image folders.
+
+Every run uses a real (small, seeded) Keras model: VGG16 with random weights
+at 32 px unless a test says otherwise, and a private feature cache
+(``SKBOTTLENECK_CACHE_DIR``).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import joblib
+import numpy as np
+import pytest
+
+from skbottleneck import FeatureStore
+
+SMALL = ["--backbone", "vgg16", "--weights", "none", "--random-state", "0", "--input-size", "32"]
+TF_NOISE = ("oneDNN", "cuInit", "absl::InitializeLog", "cpu_feature_guard")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def env(workdir):
+    env = dict(os.environ)
+    env["SKBOTTLENECK_CACHE_DIR"] = str(workdir / "cache")
+    env.pop("SKBOTTLENECK_TRACEBACK", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def photos(workdir):
+    from skbottleneck.datasets import make_photo_folder
+
+    return make_photo_folder(workdir / "photos", n_per_class=8, size=(40, 40), random_state=0)
+
+
+def run(args, env, cwd=None, timeout=300):
+    """Run ``python -m skbottleneck ARGS``; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "skbottleneck", *map(str, args)], env=env,
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(args, env, **kw):
+    result = run(args, env, **kw)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("skbottleneck: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def store(workdir, photos, env):
+    out = workdir / "features.h5"
+    result = ok(["extract", photos, *SMALL, "--out", out], env)
+    assert "wrote 32 images x 512 features" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(workdir, store, env):
+    out = workdir / "model.joblib"
+    result = ok(["train", store, "--head", "logreg", "--epochs", "20", "--out", out], env)
+    assert "validation accuracy:" in result.stdout
+    return out
+
+
+# ------------------------------------------------------------------ no model
+def test_help_version_and_no_command(env):
+    result = ok(["--help"], env)
+    for command in ("backbones", "extract", "train", "evaluate", "predict", "cache"):
+        assert command in result.stdout
+    assert "exit status" in result.stdout
+    assert ok(["--version"], env).stdout.startswith("skbottleneck ")
+    assert run([], env).returncode == 2
+
+
+def test_backbones_table_and_json(env, tmp_path):
+    keras_home = tmp_path / "keras"
+    (keras_home / "models").mkdir(parents=True)
+    (keras_home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
+    env = dict(env, KERAS_HOME=str(keras_home))
+    table = ok(["backbones"], env).stdout
+    lines = {line.split()[0]: line for line in table.splitlines() if line and line[0].islower()}
+    assert "yes (bundled)" in lines["efficientnet_lite0"]
+    assert "yes (Keras cache)" in lines["vgg16"]
+    assert "no (download)" in lines["vgg19"]
+    assert lines["resnet50"].split()[1:3] == ["224", "2048"]
+    rows = {r["name"]: r for r in json.loads(ok(["backbones", "--format", "json"], env).stdout)}
+    assert rows["efficientnet_lite0"]["imagenet_offline"] is True
+    assert rows["vgg16"]["imagenet_weights"] == "cached"
+    assert rows["inception_v3"]["default_size"] == 299
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["extract", "no_such_dir", "--out", "f.h5"], ["'no_such_dir' does not exist"]),
+    (["extract", "--out", "f.h5"], ["IMAGE_DIR or --file-list"]),
+    (["extract", ".", "--out", "f.h5", "--pooling", "mean"], ["--pooling", "'mean'"]),
+    (["extract", ".", "--out", "f.h5", "--input-size", "big"], ["--input-size"]),
+    (["extract", ".", "--out", "f.h5", "--backbone", "resnet5"], ["Did you mean 'resnet50'"]),
+    (["extract", ".", "--out", "no_such_dir/f.h5"], ["folder", "does not exist"]),
+    (["extract", ".", "--out", "f.h5", "--weights", "missing.weights.h5"], ["weights file"]),
+    (["train", "missing.h5", "--out", "m.joblib"], ["feature store 'missing.h5' does not exist"]),
+    (["train", "x.h5", "--head", "svm", "--out", "m.joblib"], ["--head"]),
+    (["train", "x.h5", "--val-fraction", "1.5", "--out", "m.joblib"], ["--val-fraction"]),
+    (["predict", "missing.joblib", "a.jpg"], ["model file 'missing.joblib' does not exist"]),
+    (["evaluate", "missing.joblib", "."], ["model file 'missing.joblib' does not exist"]),
+    (["cache", "info", "--cache-dir", "no_such_dir"], ["cache folder"]),
+    (["frobnicate"], ["invalid choice"]),
+])
+def test_usage_errors_exit_2_with_one_line(args, fragments, env, tmp_path):
+    assert_one_line_error(run(args, env, cwd=tmp_path), 2, *fragments)
+
+
+def test_files_of_the_wrong_kind(env, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_one_line_error(run(["train", "notes.txt", "--out", "m.joblib"], env, cwd=tmp_path), 2,
+                          "not a readable feature store")
+    assert_one_line_error(run(["predict", "notes.txt", "a.jpg"], env, cwd=tmp_path), 2,
+                          "not a model file")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write anywhere")
+def test_no_write_permission(env, tmp_path, photos):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert_one_line_error(run(["extract", photos, "--out", locked / "f.h5"], env), 2,
+                              "permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------ extract
+def test_extract_writes_a_labelled_store(store, photos, env):
+    with FeatureStore(store) as fs:
+        assert fs.shape == (32, 512)
+        assert sorted(set(fs.labels)) == ["astronaut", "chelsea", "coffee", "rocket"]
+        assert all(p.startswith(str(photos)) for p in fs.paths)
+        assert json.loads(fs.metadata["fingerprint"])["backbone"] == "vgg16"
+
+
+def test_extract_output_is_clean_and_rerun_is_free(store, photos, env):
+    result = ok(["extract", photos, *SMALL, "--out", store], env)
+    assert "0 through the CNN" in result.stdout
+    for noise in TF_NOISE:
+        assert noise not in result.stderr
+
+
+def test_extract_from_a_file_list(workdir, photos, env, tmp_path):
+    images = sorted((photos / "coffee").glob("*.jpg"))[:3] + sorted((photos / "rocket").glob("*.jpg"))[:3]
+    listing = tmp_path / "list.txt"
+    lines = ["# path<TAB>label"] + [f"{os.path.relpath(p, tmp_path)}\t{p.parent.name}" for p in images]
+    listing.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "subset.h5"
+    ok(["extract", "--file-list", listing, *SMALL, "--out", out, "-q"], env)
+    with FeatureStore(out) as fs:
+        assert fs.labels.tolist() == ["coffee"] * 3 + ["rocket"] * 3
+        assert [os.path.realpath(p) for p in fs.paths] == [os.path.realpath(p) for p in images]
+
+
+def test_extract_bad_image_fails_or_is_skipped(photos, env, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "coffee" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (folder / "rocket" / "empty.png").write_bytes(b"")
+    out = tmp_path / "f.h5"
+
+    result = run(["extract", folder, *SMALL, "--out", out, "-q"], env)
+    assert_one_line_error(result, 1, "--on-error skip")
+    assert "broken.jpg" in result.stderr or "empty.png" in result.stderr
+    assert not out.exists()
+
+    result = ok(["extract", folder, *SMALL, "--out", out, "-q", "--on-error", "skip"], env)
+    assert "2 unreadable images were left out" in result.stderr
+    errors = (tmp_path / "f.h5.errors.csv").read_text().splitlines()
+    assert errors[0] == "path,reason"
+    assert sorted(line.split(",")[0].rsplit("/", 1)[1] for line in errors[1:]) == [
+        "broken.jpg", "empty.png"]
+    with FeatureStore(out) as fs:
+        assert len(fs) == 32
+        assert not any(p.endswith(("broken.jpg", "empty.png")) for p in fs.paths)
+
+
+def test_extract_interrupted_then_resumed(photos, env, tmp_path):
+    out = tmp_path / "f.h5"
+    args = [sys.executable, "-m", "skbottleneck", "extract", str(photos), *SMALL, "--no-cache",
+            "--batch-size", "1", "--decode-threads", "1", "--out", str(out), "-q"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "f.h5.partial" / "done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_dir() and len(os.listdir(journal)) >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("extraction finished before it could be interrupted")
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr and "resume" in stderr
+    assert not out.exists()
+    result = ok(["extract", photos, *SMALL, "--no-cache", "--out", out, "-q"], env)
+    n_extracted = int(result.stdout.split("(")[-1].split()[0])
+    assert 0 < n_extracted < 32  # only the rows the first run had not written
+    with FeatureStore(out) as fs:
+        assert len(fs) == 32
+
+
+# ---------------------------------------------------------- train / predict
+def test_train_saves_a_pipeline_that_predicts_images(model, photos):
+    pipeline = joblib.load(model)
+    assert [name for name, _ in pipeline.steps] == ["features", "head"]
+    params = pipeline.named_steps["features"].get_params()
+    assert params["backbone"] == "vgg16" and params["weights"] is None
+    assert params["random_state"] == 0 and tuple(params["input_size"]) == (32, 32)
+    paths = sorted(str(p) for p in photos.glob("*/*.jpg"))
+    predicted = pipeline.predict(paths)
+    truth = [os.path.basename(os.path.dirname(p)) for p in paths]
+    assert np.mean(predicted == np.asarray(truth)) >= 0.75
+
+
+@pytest.mark.parametrize("head, extra", [
+    ("sgd", ["-p", "alpha=1e-3", "--epochs", "3"]),
+    ("mlp", ["-p", "hidden_layer_sizes=(32,)", "--epochs", "3"]),
+])
+def test_train_other_heads(store, env, tmp_path, head, extra):
+    out = tmp_path / "m.joblib"
+    result = ok(["train", store, "--head", head, *extra, "--val-fraction", "0.25", "--out", out], env)
+    accuracy = float(result.stdout.split("validation accuracy:")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
+    assert "(8 held-out rows)" in result.stdout
+    assert joblib.load(out).named_steps["head"].get_params()["epochs"] == 3
+
+
+def test_train_keras_mlp_and_learning_curve(store, env, tmp_path):
+    pytest.importorskip("skbottleneck.keras_mlp")
+    out = tmp_path / "m.joblib"
+    ok(["train", store, "--head", "keras-mlp", "-p", "hidden_layer_sizes=(32,)", "--epochs", "5",
+        "--out", out], env)
+    ok(["evaluate", out, store, "--report", tmp_path / "report"], env)
+    assert (tmp_path / "report" / "learning_curve.png").stat().st_size > 1000
+
+
+def test_train_bad_head_parameter(store, env, tmp_path):
+    result = run(["train", store, "--head", "mlp", "-p", "colour=blue", "--out", tmp_path / "m.joblib"], env)
+    assert_one_line_error(result, 2, "no parameter 'colour'", "hidden_layer_sizes")
+    result = run(["train", store, "-p", "alpha=-1", "--out", tmp_path / "m.joblib"], env)
+    assert_one_line_error(result, 2, "alpha")
+
+
+def test_evaluate_store_and_folder(model, store, photos, env, tmp_path):
+    result = ok(["evaluate", model, store, "--report", tmp_path / "on_store"], env)
+    assert result.stdout.startswith("accuracy: ")
+    metrics = json.loads((tmp_path / "on_store" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 32
+    assert set(metrics["per_class"]) == {"astronaut", "chelsea", "coffee", "rocket"}
+    assert (tmp_path / "on_store" / "confusion_matrix.png").stat().st_size > 1000
+    ok(["evaluate", model, photos, "--report", tmp_path / "on_folder", "-q"], env)
+    again = json.loads((tmp_path / "on_folder" / "metrics.json").read_text())
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_evaluate_rejects_a_store_of_another_model(model, photos, env, tmp_path):
+    other = tmp_path / "other.h5"
+    ok(["extract", photos, "--backbone", "vgg16", "--weights", "none", "--random-state", "1",
+        "--input-size", "32", "--out", other, "-q"], env)
+    result = run(["evaluate", model, other, "--report", tmp_path / "r"], env)
+    assert_one_line_error(result, 2, "another model")
+
+
+def test_predict_csv_json_and_bad_images(model, photos, env, tmp_path):
+    result = ok(["predict", model, photos / "coffee", photos / "rocket" / "rocket_000.jpg", "--proba"], env)
+    lines = result.stdout.splitlines()
+    header = lines[0].split(",")
+    assert header == ["path", "prediction", "proba_astronaut", "proba_chelsea", "proba_coffee",
+                      "proba_rocket", "error"]
+    assert len(lines) == 1 + 8 + 1
+    for line in lines[1:]:
+        cells = line.split(",")
+        assert cells[1] in {"astronaut", "chelsea", "coffee", "rocket"}
+        assert sum(map(float, cells[2:6])) == pytest.approx(1.0, abs=1e-4)
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"GIF89a garbage")
+    out = tmp_path / "predictions.json"
+    result = run(["predict", model, photos / "astronaut" / "astronaut_000.jpg", bad,
+                  "--format", "json", "--out", out], env)
+    assert_one_line_error(result, 1, "1 of 2 images could not be read")
+    rows = json.loads(out.read_text())
+    assert rows[0]["prediction"] in {"astronaut", "chelsea", "coffee", "rocket"} and rows[0]["error"] is None
+    assert rows[1]["path"] == str(bad) and rows[1]["prediction"] is None and rows[1]["error"]
+
+
+# -------------------------------------------------------------------- cache
+def test_cache_info_and_clear(store, env, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(env["SKBOTTLENECK_CACHE_DIR"], cache)
+    info = json.loads(ok(["cache", "info", "--cache-dir", cache, "--format", "json"], env).stdout)
+    backbones = {m["fingerprint"]["backbone"] for m in info["models"].values()}
+    assert "vgg16" in backbones
+    assert "vgg16" in ok(["cache", "info", "--cache-dir", cache], env).stdout
+    result = ok(["cache", "clear", "--backbone", "vgg16", "--cache-dir", cache], env)
+    assert result.stdout.startswith("removed the cached features of backbone vgg16")
+    info = json.loads(ok(["cache", "info", "--cache-dir", cache, "--format", "json",
+                          "--backbone", "vgg16"], env).stdout)
+    assert info["models"] == {}
+
+
+# ---------------------------------------------------- real ImageNet weights
+def test_efficientnet_lite0_imagenet_end_to_end(photos, env, tmp_path):
+    """The offline ImageNet backbone, through the whole command line."""
+    store = tmp_path / "lite0.h5"
+    ok(["extract", photos, "--backbone", "efficientnet_lite0", "--input-size", "96",
+        "--dtype", "float16", "--out", store, "-q"], env)
+    model = tmp_path / "lite0.joblib"
+    result = ok(["train", store, "--val-fraction", "0.25", "--epochs", "20", "--out", model], env)
+    accuracy = float(result.stdout.split("validation accuracy:")[1].split()[0])
+    assert accuracy >= 0.75  # ImageNet features separate these photos easily
+    result = ok(["predict", model, photos / "chelsea"], env)
+    predictions = [line.split(",")[1] for line in result.stdout.splitlines()[1:]]
+    assert predictions.count("chelsea") >= 6
