@@ -341,7 +341,8 @@ def cache_info(cache_dir=None):
             "bytes": _dir_bytes(directory),
             "n_quarantined": len(_listdir(os.path.join(directory, "quarantine"))),
         }
-        if doc.get("format_version") == CACHE_FORMAT_VERSION and doc.get("storage_dtype") in STORAGE_DTYPES:
+        if (doc.get("format_version") == CACHE_FORMAT_VERSION
+                and doc.get("storage_dtype") in STORAGE_DTYPES):
             index = _get_index(directory, doc["storage_dtype"])
             with index.lock:
                 index.refresh()
@@ -389,7 +390,8 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
     if isinstance(fingerprint, dict):
         want_fp = _canonical_json(fingerprint)
     elif fingerprint is not None and not isinstance(fingerprint, str):
-        raise TypeError(f"fingerprint must be a dict or an id string; got {type(fingerprint).__name__}.")
+        raise TypeError("fingerprint must be a dict or an id string; "
+                        f"got {type(fingerprint).__name__}.")
     removed = {}
     # left-overs of an interrupted clear_cache
     for name in _listdir(root):
@@ -404,7 +406,8 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
                 continue
             if want_fp is not None and (fp is None or _canonical_json(fp) != want_fp):
                 continue
-            if backbone is not None and (not isinstance(fp, dict) or fp.get("backbone") != backbone):
+            if backbone is not None and (not isinstance(fp, dict)
+                                         or fp.get("backbone") != backbone):
                 continue
         size = _dir_bytes(directory)
         trash = os.path.join(root, f".trash-{name}-{secrets.token_hex(4)}")
@@ -634,7 +637,8 @@ def _check_keys(keys):
         if type(k) is not bytes:
             if isinstance(k, (bytearray, memoryview)):
                 return [bytes(k) for k in keys]
-            raise TypeError(f"cache keys must be bytes (e.g. from file_key); got {type(k).__name__}.")
+            raise TypeError("cache keys must be bytes (e.g. from file_key); "
+                            f"got {type(k).__name__}.")
     return keys
 
 

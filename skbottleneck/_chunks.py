@@ -30,10 +30,11 @@ from scipy import sparse
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
 __all__ = [
     "ArrayChunks",
+    "ChunkedInputMixin",
     "ChunkSource",
     "IterableChunks",
     "StoreChunks",
@@ -476,3 +477,61 @@ def check_passes(source, reasons):
         "instead (a list of (X_chunk, y_chunk), a FeatureStore, or a function "
         "returning a new iterator), or call partial_fit once per pass."
     )
+
+
+class ChunkedInputMixin:
+    """Input handling shared by the out-of-core classifiers.
+
+    The estimator provides ``chunk_size`` and ``_check_params()`` (keyword
+    arguments for ``validate_data``). Arrays are validated once, up front;
+    chunks of a FeatureStore or an iterable are validated as they come, the
+    first chunk of a fit resetting ``n_features_in_``.
+    """
+
+    def _check_params(self):
+        raise NotImplementedError
+
+    def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
+        """Validate an array up front, or wrap a chunk source (checked per chunk)."""
+        if is_chunk_source(X):
+            return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+        params = self._check_params()
+        if require_y:
+            X, y = validate_data(self, X, y, reset=reset, **params)
+            check_classification_targets(y)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X)
+        else:
+            X = validate_data(self, X, reset=reset, **params)
+        return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+
+    def _chunks(self, source, *, shuffle=False, random_state=None, first_reset=False,
+                require_y=True):
+        """Yield validated, non-empty ``(X, y, w)`` chunks."""
+        reset = first_reset
+        params = None if source.validated else self._check_params()
+        for X, y, w in source.iter_chunks(shuffle=shuffle, random_state=random_state):
+            if not source.validated:
+                X, y = validate_chunk(self, X, y, reset=reset, require_y=require_y, **params)
+                reset = False
+            if X.shape[0]:
+                yield X, y, w
+
+    def _collect_classes(self, source):
+        """One pass over the labels (also sets ``n_features_in_``)."""
+        parts = [np.unique(y) for _, y, _ in self._chunks(source, first_reset=True)]
+        if not parts:
+            raise ValueError("The training data yielded no rows.")
+        return np.unique(np.concatenate(parts))
+
+    def _passes_needed(self, source, classes, epochs, early_stopping, extra=()):
+        """Raise if a one-shot source would need more than one pass."""
+        needs = []
+        if classes is None and source.known_labels() is None:
+            needs.append("a pass to find the classes (or pass classes=...)")
+        needs.extend(extra)
+        needs.append(f"epochs={epochs} training passes")
+        if early_stopping:
+            needs.append("passes over the held-out rows (early_stopping=True)")
+        if len(needs) > 1 or epochs > 1:
+            check_passes(source, needs)

@@ -368,7 +368,9 @@ def _python_attr(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     if isinstance(value, np.ndarray):
-        return [_python_attr(v) for v in value.tolist()] if value.dtype.kind in "OSU" else value.tolist()
+        if value.dtype.kind in "OSU":
+            return [_python_attr(v) for v in value.tolist()]
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value

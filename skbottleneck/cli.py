@@ -719,7 +719,8 @@ def build_head(name, params=(), *, epochs=None, chunk_size=4096, random_state=0)
         from .keras_mlp import KerasMLPClassifier
 
         head = KerasMLPClassifier()
-        defaults = {"random_state": random_state, "epochs": epochs, "verbose": 0}
+        defaults = {"random_state": random_state, "epochs": epochs, "verbose": 0,
+                    "chunk_size": chunk_size}
     else:
         from sklearn.linear_model import SGDClassifier
         from sklearn.neural_network import MLPClassifier

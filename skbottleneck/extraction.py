@@ -26,7 +26,6 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__
 from .images import ImageError, load_image
 
 __all__ = ["CNNFeatureTransformer"]
@@ -325,9 +324,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         rows = np.asarray(writer.missing_rows(), dtype=np.intp)
         if len(rows):
             itemsize = np.dtype(self.dtype).itemsize
-            # the parts, then the assembled file: twice the features at the end
             check_disk_space(os.path.dirname(os.path.abspath(os.fspath(store))),
-                             2 * len(rows) * self.n_features_out_ * itemsize,
+                             len(rows) * self.n_features_out_ * itemsize,
                              what=f"features of {len(rows)} images x {self.n_features_out_} x {itemsize} bytes",
                              verbose=self.verbose)
         failed = self._extract_into(paths, rows, writer.write_rows, write_in_background=True)
@@ -586,17 +584,11 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         }
 
     def _store_metadata(self):
-        from importlib.metadata import version
-
+        """What a store / cache shard records about the model (library versions
+        are recorded by the store itself and are not part of its identity)."""
         meta = {k: json.dumps(v) if isinstance(v, (list, dict)) or v is None else v
                 for k, v in self.fingerprint_.items()}
         meta["fingerprint"] = json.dumps(self.fingerprint_, sort_keys=True)
-        meta["skbottleneck_version"] = __version__
-        for lib in ("tensorflow", "keras", "numpy", "h5py", "pillow"):
-            try:
-                meta[f"{lib}_version"] = version(lib)
-            except Exception:  # pragma: no cover - version lookup is best effort
-                pass
         return meta
 
     def _check_store(self, store):

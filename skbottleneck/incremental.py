@@ -28,20 +28,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import (
+    ChunkedInputMixin,
     _seed,
     as_chunk_source,
-    check_passes,
     discover_classes,
     is_chunk_source,
-    validate_chunk,
 )
 
 __all__ = ["IncrementalClassifier"]
@@ -62,7 +56,7 @@ def _inner_has(attr):
     return check
 
 
-class IncrementalClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """Fit a ``partial_fit`` classifier chunk by chunk, for several epochs.
 
     The training data may be an in-memory array, a
@@ -237,31 +231,6 @@ class IncrementalClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             ensure_all_finite=not self.__sklearn_tags__().input_tags.allow_nan,
         )
 
-    def _source(self, X, y, sample_weight, *, reset, require_y=True):
-        """Validate arrays up front, or wrap a chunk source (checked per chunk)."""
-        if is_chunk_source(X):
-            return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
-        params = self._check_params()
-        if require_y:
-            X, y = validate_data(self, X, y, reset=reset, **params)
-            check_classification_targets(y)
-            if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, X)
-        else:
-            X = validate_data(self, X, reset=reset, **params)
-        return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
-
-    def _chunks(self, source, *, shuffle=False, random_state=None, first_reset=False, require_y=True):
-        """Yield validated ``(X, y, w)`` chunks; the first may reset feature checks."""
-        reset = first_reset
-        params = None if source.validated else self._check_params()
-        for X, y, w in source.iter_chunks(shuffle=shuffle, random_state=random_state):
-            if not source.validated:
-                X, y = validate_chunk(self, X, y, reset=reset, require_y=require_y, **params)
-                reset = False
-            if X.shape[0]:
-                yield X, y, w
-
     def _transform(self, X):
         return X if self.scaler_ is None else self.scaler_.transform(X)
 
@@ -298,16 +267,10 @@ class IncrementalClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self.estimator_ = self._make_estimator(rng)
         source = self._source(X, y, sample_weight, reset=True)
-        needs = []
-        if classes is None and source.known_labels() is None:
-            needs.append("a pass to find the classes (or pass classes=...)")
-        if self.scale:
-            needs.append("a pass to fit the scaler (scale=True)")
-        needs.append(f"epochs={self.epochs} training passes")
-        if self.early_stopping:
-            needs.append("passes over the held-out rows (early_stopping=True)")
-        if len(needs) > 1 or self.epochs > 1:
-            check_passes(source, needs)
+        self._passes_needed(
+            source, classes, self.epochs, self.early_stopping,
+            extra=["a pass to fit the scaler (scale=True)"] if self.scale else [],
+        )
 
         first_reset = not source.validated
         if classes is None and source.known_labels() is None:
@@ -358,14 +321,6 @@ class IncrementalClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         if best is not None:
             self.estimator_ = best
         return self
-
-    def _collect_classes(self, source):
-        parts = []
-        for _, y, _ in self._chunks(source, first_reset=True):
-            parts.append(np.unique(y))
-        if not parts:
-            raise ValueError("The training data yielded no chunks.")
-        return np.unique(np.concatenate(parts))
 
     def _fit_scaler(self, source, first_reset):
         scaler = None

@@ -87,7 +87,13 @@ HDF5 files are never modified once they have a visible name:
 
 Reads of features bypass HDF5 when the layout allows (uncompressed,
 allocated): rows are read with ``preadv`` at their byte offsets, sorted,
-neighbours in one system call.
+neighbours in one system call. The cache keeps an in-memory index (key ->
+shard, row) per folder and process; a look-up lists ``shards/`` only when
+its modification time changed, and opens only the shards it has not seen.
+
+The cache lives in :mod:`skbottleneck._cache`, the low-level file helpers
+(atomic writes, positional I/O, preallocated HDF5 datasets) in
+:mod:`skbottleneck._fileio`; this module re-exports the public names.
 """
 
 import errno
@@ -271,7 +277,8 @@ def _normalize_labels(labels, n):
         return None, None
     arr = np.asarray(labels)
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"labels must be 1-D with one label per path ({n}); got shape {arr.shape}.")
+        raise ValueError(f"labels must be 1-D with one label per path ({n}); "
+                         f"got shape {arr.shape}.")
     if arr.dtype.kind == "O" and n:
         if all(isinstance(v, str) for v in arr):
             arr = arr.astype(str)
@@ -602,7 +609,8 @@ class StoreWriter:
                                  f"{self.partial_dir} or pass overwrite=True.")
             layout = _raw_layout(ds)
         if layout is None:  # pragma: no cover - only if the file was altered
-            raise ValueError(f"{self._data_path} has an unexpected layout; delete {self.partial_dir}.")
+            raise ValueError(f"{self._data_path} has an unexpected layout; "
+                             f"delete {self.partial_dir}.")
         self._firsts, self._offsets = layout
         self._fd = os.open(self._data_path, os.O_RDWR | getattr(os, "O_BINARY", 0))
 
@@ -702,7 +710,8 @@ class StoreWriter:
         if rows.size == 0:
             return
         if rows.ndim != 1 or rows.dtype.kind not in "iu":
-            raise ValueError(f"rows must be a 1-D array of integers; got {rows.dtype} {rows.shape}.")
+            raise ValueError("rows must be a 1-D array of integers; "
+                             f"got {rows.dtype} {rows.shape}.")
         rows = rows.astype(np.int64)
         if rows.min() < 0 or rows.max() >= self.n_rows:
             raise IndexError(f"rows must be in [0, {self.n_rows}); got {rows.min()}..{rows.max()}.")
@@ -970,7 +979,8 @@ class FeatureStore:
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (self._n_rows,):
-                raise IndexError(f"boolean index must have shape ({self._n_rows},); got {idx.shape}.")
+                raise IndexError(f"boolean index must have shape ({self._n_rows},); "
+                                 f"got {idx.shape}.")
             return np.flatnonzero(idx)
         if idx.size == 0:
             return np.zeros(0, dtype=np.int64)

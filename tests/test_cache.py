@@ -381,7 +381,8 @@ def test_cache_info_and_clear_cache(tmp_path):
     ia = info[a.fingerprint_id]
     assert (ia["n_entries"], ia["n_shards"], ia["n_features"]) == (12, 2, D)
     assert ia["bytes"] > 12 * D * 4 and ia["storage_dtype"] == "float32"
-    assert ia["fingerprint"] == fa and ia["description"].startswith("backbone=synthetic, layer=pool")
+    assert ia["fingerprint"] == fa
+    assert ia["description"].startswith("backbone=synthetic, layer=pool")
     assert info[b.fingerprint_id]["n_entries"] == 5
     assert cache_info(tmp_path / "nowhere") == {}
 

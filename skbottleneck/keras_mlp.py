@@ -1,0 +1,523 @@
+"""A Keras multilayer perceptron head with the scikit-learn classifier API.
+
+:class:`KerasMLPClassifier` trains a small dense network (Keras 3,
+TensorFlow backend) on bottleneck features held in memory, in a
+:class:`~skbottleneck.FeatureStore` or in any iterable of chunks, streaming
+chunks into a compiled training step, never loading a store whole.
+
+Importing this module does not import TensorFlow; the first ``fit`` does.
+"""
+
+import numbers
+import sys
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._chunks import (
+    ChunkedInputMixin,
+    _seed,
+    as_chunk_source,
+    discover_classes,
+    is_chunk_source,
+)
+from ._keras import import_keras, import_tf
+
+__all__ = ["KerasMLPClassifier"]
+
+_ACTIVATIONS = {"relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish", "linear"}
+_OPTIMIZERS = {"adam", "adamw", "nadam", "rmsprop", "sgd", "adagrad"}
+_EPS = 1e-7  # Keras' epsilon: probabilities are clipped to [eps, 1 - eps] in the loss
+
+
+def _hidden_sizes(hidden_layer_sizes):
+    """Normalise ``hidden_layer_sizes`` to a tuple of positive ints."""
+    sizes = hidden_layer_sizes
+    if isinstance(sizes, numbers.Integral):
+        sizes = (sizes,)
+    sizes = tuple(sizes)
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+               for s in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must be a sequence of positive ints (one per hidden "
+            f"layer; () for none). Got {hidden_layer_sizes!r} instead."
+        )
+    return tuple(int(s) for s in sizes)
+
+
+class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier in Keras, trained in memory or out of core.
+
+    A stack of ``Dense`` layers (with optional ``Dropout``) ending in a
+    softmax over the classes, trained with sparse categorical cross-entropy.
+    ``fit`` accepts an array, a :class:`~skbottleneck.FeatureStore` or an
+    iterable of ``(X_chunk, y_chunk)`` pairs: chunks of ``chunk_size`` rows
+    are fed to a compiled TensorFlow step that runs the mini-batches of a
+    chunk in one call, so only a chunk is in memory at a time and the
+    per-batch Python overhead of ``model.fit``/``train_on_batch`` is avoided.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(256,)
+        Units of each hidden layer; ``()`` gives a softmax (multinomial
+        logistic) regression.
+    activation : {"relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", \
+"swish", "linear"}, default="relu"
+        Activation of the hidden layers.
+    dropout : float in [0, 1), default=0.0
+        Dropout rate after each hidden layer (during training only).
+    learning_rate : float, default=1e-3
+        Learning rate of the optimizer.
+    optimizer : {"adam", "adamw", "nadam", "rmsprop", "sgd", "adagrad"}, default="adam"
+        Keras optimizer, with its default settings apart from the learning rate.
+    epochs : int, default=20
+        Passes over the training data in :meth:`fit`.
+    batch_size : int, default=128
+        Rows per gradient step.
+    chunk_size : int, default=1024
+        Rows read at a time from an array or a FeatureStore (chunks of an
+        iterable keep their own size); each chunk is one call of the compiled
+        training step. The unit of memory use.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch (as :class:`~skbottleneck.IncrementalClassifier`
+        does: whole arrays; chunk order and rows within chunks for a store;
+        rows within chunks for an iterable).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, compute the validation
+        loss after each epoch, stop when it has not decreased by at least
+        ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of
+        the best epoch (like ``keras.callbacks.EarlyStopping(
+        restore_best_weights=True)`` on ``val_loss``).
+    validation_fraction : float, default=0.1
+        Share of rows held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=5
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Smallest decrease of the validation loss that counts as improvement.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, the dropout masks, the shuffling and
+        the held-out split. With an int, two fits give the same model (on a
+        CPU). Keras' global seeds are never touched.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+        The trained network (a ``keras.Sequential``); its output is the
+        class probabilities.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` was a DataFrame with string column names.
+    history_ : dict of str to list of float
+        Per epoch, like ``keras.callbacks.History.history``: ``"loss"`` and
+        ``"accuracy"`` (training, with dropout), and with early stopping
+        ``"val_loss"`` and ``"val_accuracy"``. :meth:`partial_fit` appends.
+    n_iter_ : int
+        Epochs run by the last :meth:`fit`, plus one per later :meth:`partial_fit`.
+
+    See Also
+    --------
+    skbottleneck.IncrementalClassifier : Out-of-core training of scikit-learn models.
+    sklearn.neural_network.MLPClassifier : scikit-learn's own MLP.
+
+    Notes
+    -----
+    Pickling (``pickle``, ``joblib.dump``, ``copy.deepcopy``) stores the
+    weights and the optimizer state as NumPy arrays, not the Keras model;
+    unpickling rebuilds the network from the parameters, so that a model
+    round-trips without any global Keras patching.
+
+    The features are not scaled: put a ``StandardScaler`` in front for
+    arrays whose columns have very different scales.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skbottleneck import KerasMLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = KerasMLPClassifier(hidden_layer_sizes=(64,), epochs=10, random_state=0)
+    >>> clf.fit(X[:1500] / 16, y[:1500]).score(X[1500:] / 16, y[1500:]) > 0.85
+    True
+    >>> clf.predict_proba(X[:2] / 16).shape
+    (2, 10)
+    >>> sorted(clf.history_)
+    ['accuracy', 'loss']
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(_ACTIVATIONS)],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(_OPTIMIZERS)],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256,),
+        activation="relu",
+        dropout=0.0,
+        learning_rate=1e-3,
+        optimizer="adam",
+        epochs=20,
+        batch_size=128,
+        chunk_size=1024,
+        shuffle=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self):
+        return dict(accept_sparse=False, dtype=[np.float32, np.float64])
+
+    # ---------------------------------------------------------------- network
+    def _build(self, n_features, n_classes, seed):
+        """Create ``model_``, its optimizer and the compiled training step."""
+        keras = import_keras()
+        tf = import_tf()
+        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        seeds = np.random.SeedSequence(seed).generate_state(2 * len(sizes) + 1)
+        layers = [keras.Input(shape=(n_features,))]
+        for i, units in enumerate(sizes):
+            layers.append(keras.layers.Dense(
+                units, activation=self.activation, name=f"hidden_{i}",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=int(seeds[2 * i])),
+            ))
+            if self.dropout > 0:
+                layers.append(keras.layers.Dropout(
+                    self.dropout, seed=int(seeds[2 * i + 1]), name=f"dropout_{i}"))
+        layers.append(keras.layers.Dense(
+            n_classes, activation="softmax", name="output",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=int(seeds[-1])),
+        ))
+        model = keras.Sequential(layers, name="mlp_head")
+        optimizer = keras.optimizers.get(
+            {"class_name": self.optimizer, "config": {"learning_rate": float(self.learning_rate)}}
+        )
+        optimizer.build(model.trainable_variables)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+        def train_chunk(x, y, batch_size):
+            """Mini-batch steps over one chunk; returns (sum of losses, correct)."""
+            n = tf.shape(x)[0]
+            total_loss = tf.constant(0.0)
+            correct = tf.constant(0.0)
+            for start in tf.range(0, n, batch_size):
+                xb = x[start:start + batch_size]
+                yb = y[start:start + batch_size]
+                with tf.GradientTape() as tape:
+                    proba = model(xb, training=True)
+                    loss = loss_fn(yb, proba)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))
+                rows = tf.cast(tf.shape(xb)[0], tf.float32)
+                total_loss += loss * rows
+                hits = tf.equal(tf.argmax(proba, axis=1, output_type=tf.int32), yb)
+                correct += tf.reduce_sum(tf.cast(hits, tf.float32))
+            return total_loss, correct
+
+        self.model_ = model
+        self._optimizer = optimizer
+        self._train_chunk = tf.function(
+            train_chunk,
+            input_signature=[
+                tf.TensorSpec((None, n_features), tf.float32),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((), tf.int32),
+            ],
+            jit_compile=False,  # XLA compiles slowly and runs slower on CPU
+        )
+
+    def _encode(self, y):
+        """Labels -> int32 positions in ``classes_`` (unknown labels raise)."""
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            raise ValueError(
+                f"y contains labels not in classes_: {np.unique(y[bad])[:10]!r}; "
+                f"classes_ is {self.classes_!r}."
+            )
+        return idx.astype(np.int32)
+
+    def _proba(self, X):
+        """Class probabilities (float64, rows sum to 1) of a validated chunk."""
+        proba = np.asarray(self.model_(np.asarray(X, dtype=np.float32), training=False),
+                           dtype=np.float64)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    # ---------------------------------------------------------------- training
+    def _epoch(self, source, rng, first_reset):
+        """One pass of training steps over ``source``; returns (loss, accuracy, rows)."""
+        chunks = self._chunks(
+            source, shuffle=self.shuffle, random_state=_seed(rng), first_reset=first_reset
+        )
+        loss = correct = 0.0
+        n_rows = 0
+        for X, y, _ in chunks:
+            if getattr(self, "model_", None) is None:
+                self._build(X.shape[1], len(self.classes_), self._init_seed)
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            chunk_loss, chunk_correct = self._train_chunk(X, self._encode(y), self.batch_size)
+            loss += float(chunk_loss)
+            correct += float(chunk_correct)
+            n_rows += X.shape[0]
+        if n_rows == 0:
+            raise ValueError("The training data yielded no rows.")
+        return loss / n_rows, correct / n_rows, n_rows
+
+    def _evaluate(self, source):
+        """Loss and accuracy on a held-out source, chunk by chunk."""
+        loss = correct = 0.0
+        n_rows = 0
+        for X, y, _ in self._chunks(source):
+            proba = self._proba(X)
+            idx = self._encode(y)
+            p = np.clip(proba[np.arange(len(idx)), idx], _EPS, 1 - _EPS)
+            loss -= float(np.sum(np.log(p)))
+            correct += float(np.sum(np.argmax(proba, axis=1) == idx))
+            n_rows += len(idx)
+        return loss / max(n_rows, 1), correct / max(n_rows, 1)
+
+    def _set_classes(self, classes):
+        if len(classes) < 2:
+            raise ValueError(
+                "KerasMLPClassifier needs at least 2 classes to learn from; got 1 class: "
+                f"{classes!r}."
+            )
+        self.classes_ = classes
+
+    def _reset(self, rng):
+        _hidden_sizes(self.hidden_layer_sizes)  # fail early on a bad value
+        self.model_ = None
+        self._init_seed = _seed(rng)
+        self.n_iter_ = 0
+        self.history_ = {"loss": [], "accuracy": []}
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, classes=None):
+        """Train a new network for ``epochs`` passes over the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Training data: an array (with ``y``), a FeatureStore (its labels
+            are used when ``y`` is None), a re-iterable of ``(X_chunk,
+            y_chunk)`` pairs or a callable returning an iterator of them.
+        y : array-like of shape (n_samples,), default=None
+            Labels for an array X (or replacing a FeatureStore's labels).
+        classes : array-like of shape (n_classes,), default=None
+            All classes; found in the data when None.
+
+        Returns
+        -------
+        self : KerasMLPClassifier
+            The fitted estimator.
+        """
+        rng = check_random_state(self.random_state)
+        self._reset(rng)
+        source = self._source(X, y, reset=True)
+        self._passes_needed(source, classes, self.epochs, self.early_stopping)
+        first_reset = not source.validated
+        if classes is None and source.known_labels() is None:
+            classes = self._collect_classes(source)
+            first_reset = False
+        self._set_classes(discover_classes(source, classes))
+        train, held_out = source, None
+        if self.early_stopping:
+            train, held_out = source.split(self.validation_fraction, rng)
+            self.history_.update(val_loss=[], val_accuracy=[])
+        best_loss, best_weights, no_improvement = np.inf, None, 0
+        for epoch in range(self.epochs):
+            loss, accuracy, n_rows = self._epoch(train, rng, first_reset)
+            first_reset = False
+            self.n_iter_ += 1
+            self.history_["loss"].append(loss)
+            self.history_["accuracy"].append(accuracy)
+            message = f"epoch {epoch + 1}/{self.epochs}: {n_rows} rows, loss {loss:.4f}"
+            if self.early_stopping:
+                val_loss, val_accuracy = self._evaluate(held_out)
+                self.history_["val_loss"].append(val_loss)
+                self.history_["val_accuracy"].append(val_accuracy)
+                message += f", val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}"
+                if val_loss < best_loss - self.tol:
+                    best_loss, no_improvement = val_loss, 0
+                    best_weights = self.model_.get_weights()
+                else:
+                    no_improvement += 1
+            if self.verbose:
+                print(f"[KerasMLPClassifier] {message}", file=sys.stderr)
+            if self.early_stopping and no_improvement >= self.n_iter_no_change:
+                break
+        if best_weights is not None:
+            self.model_.set_weights(best_weights)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, *, classes=None):
+        """Train for one pass over the given data, creating the network if needed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            The data of this step (see :meth:`fit`). A one-shot generator is fine.
+        y : array-like of shape (n_samples,), default=None
+            Labels for an array X.
+        classes : array-like of shape (n_classes,), default=None
+            All classes that will ever be seen: required on the first call,
+            must match ``classes_`` afterwards.
+
+        Returns
+        -------
+        self : KerasMLPClassifier
+            The updated estimator.
+        """
+        first_call = not hasattr(self, "classes_")
+        rng = check_random_state(self.random_state)
+        if first_call:
+            if classes is None:
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit: the list "
+                    "of every class that will ever be seen."
+                )
+            self._reset(rng)
+            self._set_classes(discover_classes(None, classes))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={classes!r} is not the same as on the first call to "
+                f"partial_fit or fit: {self.classes_!r}."
+            )
+        source = self._source(X, y, reset=first_call)
+        loss, accuracy, _ = self._epoch(source, rng, first_call and not source.validated)
+        self.n_iter_ += 1
+        self.history_["loss"].append(loss)
+        self.history_["accuracy"].append(accuracy)
+        return self
+
+    # -------------------------------------------------------------- inference
+    def predict_proba(self, X):
+        """Class probabilities, chunk by chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples; a FeatureStore or chunk iterable is read in order and
+            never loaded whole.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities (float64), columns in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        source = self._source(X, reset=False, require_y=False)
+        parts = [self._proba(Xc) for Xc, _, _ in self._chunks(source, require_y=False)]
+        if not parts:
+            raise ValueError("X yielded no rows to predict.")
+        return np.concatenate(parts)
+
+    def predict(self, X):
+        """Predict class labels, chunk by chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            The most probable class of each row.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on arrays, or on a labelled FeatureStore / chunk iterable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Test samples; a chunk source supplies its own labels.
+        y : array-like of shape (n_samples,), default=None
+            True labels for an array X (or replacing a store's labels).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, for an array X.
+
+        Returns
+        -------
+        score : float
+            Accuracy of :meth:`predict`.
+        """
+        if not is_chunk_source(X):
+            return super().score(X, y, sample_weight=sample_weight)
+        check_is_fitted(self)
+        correct = total = 0
+        source = as_chunk_source(X, y, chunk_size=self.chunk_size)
+        for Xc, yc, _ in self._chunks(source):
+            correct += int(np.sum(self.classes_[np.argmax(self._proba(Xc), axis=1)] == yc))
+            total += len(yc)
+        return correct / total if total else 0.0
+
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        model = state.pop("model_", None)
+        optimizer = state.pop("_optimizer", None)
+        state.pop("_train_chunk", None)
+        if model is not None:
+            state["_weights"] = [np.asarray(w) for w in model.get_weights()]
+            state["_optimizer_state"] = [np.asarray(v) for v in optimizer.variables]
+            state["_n_features_built"] = int(model.input_shape[-1])
+        elif "classes_" in state:
+            state["model_"] = None
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        weights = state.pop("_weights", None)
+        optimizer_state = state.pop("_optimizer_state", None)
+        n_features = state.pop("_n_features_built", None)
+        super().__setstate__(state)
+        if weights is not None:
+            self._build(n_features, len(self.classes_), self._init_seed)
+            self.model_.set_weights(weights)
+            for variable, value in zip(self._optimizer.variables, optimizer_state):
+                variable.assign(value)
