@@ -9,6 +9,7 @@ the stores crash-safe.
 """
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -328,8 +329,11 @@ def _output_dtype(stored):
     return np.dtype(np.float32) if np.dtype(stored) == np.float16 else np.dtype(stored)
 
 
+@functools.lru_cache(maxsize=1)
 def _library_versions():
     """Versions of the libraries that wrote a file (root attributes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import h5py
 
     versions = {"numpy_version": np.__version__, "h5py_version": h5py.__version__,
@@ -341,7 +345,13 @@ def _library_versions():
         versions["skbottleneck_version"] = __version__
     except ImportError:  # pragma: no cover
         pass
-    return versions
+    # read from the installed metadata: does not import TensorFlow
+    for lib in ("tensorflow", "keras", "pillow"):
+        try:
+            versions[f"{lib}_version"] = version(lib)
+        except PackageNotFoundError:  # pragma: no cover
+            pass
+    return dict(versions)
 
 
 def _attr_value(value):
