@@ -255,6 +255,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             self._check_store(X)
             return X
         paths = _check_paths(X)
+        self._extract_on_cluster(paths, client=None)
         n = len(paths)
         out = np.empty((n, self.n_features_out_), dtype=self.dtype)
         ok = np.zeros(n, dtype=bool)
@@ -278,7 +279,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.kept_ = np.arange(n)
         return out
 
-    def extract(self, X, y=None, *, store, overwrite=False):
+    def extract(self, X, y=None, *, store, overwrite=False, client=None):
         """Write the features of a dataset straight to an on-disk store.
 
         Features go to disk batch by batch: memory stays flat whatever the
@@ -295,6 +296,9 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             Path of the store file to write (e.g. ``"features.h5"``).
         overwrite : bool, default=False
             Replace an existing store written with other images or another model.
+        client : dask.distributed.Client, optional
+            Extract on this Dask cluster (see :mod:`skbottleneck.distributed`);
+            also used when called inside ``joblib.parallel_backend("dask")``.
 
         Returns
         -------
@@ -323,6 +327,9 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         )
         rows = np.asarray(writer.missing_rows(), dtype=np.intp)
         if len(rows):
+            # on a cluster, the workers fill the shared cache; the rows are
+            # then copied from the cache below without running a CNN here
+            self._extract_on_cluster(paths[rows], client=client)
             itemsize = np.dtype(self.dtype).itemsize
             check_disk_space(os.path.dirname(os.path.abspath(os.fspath(store))),
                              len(rows) * self.n_features_out_ * itemsize,
@@ -340,6 +347,17 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         return writer.finalize()
 
     # ------------------------------------------------------------- pipeline
+    def _extract_on_cluster(self, paths, client):
+        """Fill the cache from a Dask cluster when one is given or active."""
+        from .distributed import active_client  # light: imports dask only if installed and in use
+
+        client = active_client(client)
+        if client is None:
+            return
+        from .distributed import fill_cache_on_cluster
+
+        fill_cache_on_cluster(self, paths, client=client)
+
     def _extract_into(self, paths, rows, sink, write_in_background=False):
         """Compute features of ``paths[rows]`` and hand them to ``sink(rows, features)``.
 
