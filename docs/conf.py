@@ -6,6 +6,7 @@ generated from scikit-image's bundled photos).
 """
 
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -96,7 +97,7 @@ def _write_cli_help():
     out = os.path.join(HERE, "generated", "cli")
     os.makedirs(out, exist_ok=True)
     previous = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "88"
+    os.environ["COLUMNS"] = "76"
     try:
         parser = build_parser()
         texts = {"skbottleneck": parser.format_help()}
@@ -135,5 +136,17 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+_SHAPE = re.compile(r"shape \(([^)]*)\)")
+
+
+def _escape_shapes(app, what, name, obj, options, lines):
+    """``shape (n, n_features_out_)``: a trailing underscore is rst link syntax; escape it."""
+    for i, line in enumerate(lines):
+        if "shape (" in line:
+            lines[i] = _SHAPE.sub(
+                lambda m: "shape (" + re.sub(r"(\w)_(?=[,\s]|$)", r"\1\\_", m.group(1)) + ")", line)
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _escape_shapes, priority=100)

@@ -344,8 +344,8 @@ def _split_indices(indices, labels, fraction, random_state):
     n_held_out = int(np.ceil(fraction * n))
     if n_held_out < 1 or n - n_held_out < 1:
         raise ValueError(
-            f"validation_fraction={fraction} leaves {n - n_held_out} training and "
-            f"{n_held_out} validation rows out of {n}; both need at least one."
+            f"validation_fraction={fraction} with n_samples={n} leaves {n - n_held_out} "
+            f"training and {n_held_out} validation samples; both need at least one."
         )
     seed = _seed(random_state)
     try:

@@ -44,7 +44,7 @@ EXIT_INTERRUPTED = 130
 #: Exit status of the ``skbottleneck`` command.
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_FAILURE: "runtime failure: an image could not be read (and --on-error skip was not "
+    EXIT_FAILURE: "runtime failure: an image could not be read (and `--on-error skip` was not "
                   "given), ImageNet weights unavailable offline, disk full, or an unexpected error",
     EXIT_USAGE: "usage error: invalid arguments, a missing input file or folder, a file that is not "
                 "a feature store or a model, a store incompatible with the model, an output "
@@ -154,7 +154,8 @@ def build_parser():
     p.add_argument("--file-list", metavar="FILE",
                    help="text file with one image path per line, optionally followed by a tab "
                         "and its label (relative paths are relative to FILE's folder)")
-    p.add_argument("--out", "-o", required=True, metavar="STORE", help="feature store to write, e.g. features.h5")
+    p.add_argument("--out", "-o", required=True, metavar="STORE",
+                   help="feature store to write, e.g. features.h5")
     p.add_argument("--backbone", "-b", default="efficientnet_lite0",
                    help="backbone name (see `skbottleneck backbones`; default: efficientnet_lite0, "
                         "whose ImageNet weights ship with the package)")
@@ -204,11 +205,13 @@ def build_parser():
                    help="fraction of the rows held out to measure accuracy (stratified; default 0.2; "
                         "0 trains on all rows)")
     p.add_argument("--chunk-size", type=_positive_int, default=4096, help="rows read at a time")
-    p.add_argument("--random-state", type=int, default=0, help="seed of the split, the shuffling and the head")
+    p.add_argument("--random-state", type=int, default=0,
+                   help="seed of the split, the shuffling and the head")
     p.add_argument("--weights", metavar="PATH",
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
-    p.add_argument("--out", "-o", required=True, metavar="MODEL", help="model file to write, e.g. model.joblib")
+    p.add_argument("--out", "-o", required=True, metavar="MODEL",
+                   help="model file to write, e.g. model.joblib")
     p.add_argument("--quiet", "-q", action="store_true")
 
     # evaluate
@@ -221,7 +224,8 @@ def build_parser():
     p.add_argument("data", metavar="STORE|IMAGE_DIR")
     p.add_argument("--report", "-r", default="report", metavar="DIR", help="report folder (default: report)")
     p.add_argument("--normalize", choices=("true", "pred", "all", "none"), default="true",
-                   help="normalisation of the second confusion-matrix panel (default: true, i.e. per true class)")
+                   help="normalisation of the second confusion-matrix panel "
+                        "(default: true, i.e. per true class)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="with an image folder: stop at an unreadable image, or skip it")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -344,6 +348,7 @@ def _load_model(path):
         raise CLIError(f"model file {path!r} does not exist.")
     if os.path.isdir(path):
         raise CLIError(f"{path!r} is a folder, not a model file.")
+    _import_tensorflow_quietly()  # a pickled Keras head imports it while loading
     try:
         model = joblib.load(path)
     except Exception as e:
@@ -569,6 +574,9 @@ def cmd_extract(args):
     try:
         store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
         failed = list(getattr(transformer, "failed_", []) or [])
+    except FileExistsError as e:
+        message = str(e.strerror or e).replace("overwrite=True", "--overwrite")
+        raise CLIError(message) from e
     except ImageError as e:
         failed = list(getattr(transformer, "failed_", []) or [])
         if args.on_error != "skip" or not failed:
@@ -593,7 +601,8 @@ def cmd_extract(args):
     size = os.path.getsize(out) if os.path.exists(out) else 0
     detail = ""
     if stats:
-        detail = f" ({stats.get('n_extracted', 0)} through the CNN, {stats.get('n_cached', 0)} from the cache)"
+        detail = (f" ({stats.get('n_extracted', 0)} through the CNN, "
+                  f"{stats.get('n_cached', 0)} from the cache)")
     _echo(f"wrote {len(store)} images x {store.n_features} features ({args.dtype}) to {out} "
           f"[{_human_bytes(size)}] in {elapsed:.1f} s{detail}")
     return EXIT_OK
@@ -649,7 +658,8 @@ def transformer_from_store(store, weights=None):
     if isinstance(weights_id, str) and weights_id.startswith("file:"):
         if weights is None:
             recorded = params.get("weights")
-            if isinstance(recorded, str) and recorded not in ("file", "imagenet") and os.path.isfile(recorded):
+            if (isinstance(recorded, str) and recorded not in ("file", "imagenet")
+                    and os.path.isfile(recorded)):
                 weights = recorded
             else:
                 raise CLIError(f"the features in {where} were extracted with a weights file "
@@ -833,7 +843,6 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .report import report
 
-    _import_tensorflow_quietly()  # unpickling a Keras head or running the CNN needs it
     model = _load_model(args.model)
     out_dir = _check_writable_dir(args.report, "report folder")
     if os.path.isdir(args.data):
@@ -868,13 +877,13 @@ def cmd_evaluate(args):
     for name, v in metrics["per_class"].items():
         acc = "-" if v["accuracy"] is None else f"{v['accuracy']:.4f}"
         _echo(f"  {name:<{width}}  {acc}  ({v['support']} samples)")
-    _echo(f"report written to {out_dir}: " + ", ".join(os.path.basename(p) for p in metrics["files"].values()))
+    written = ", ".join(os.path.basename(p) for p in metrics["files"].values())
+    _echo(f"report written to {out_dir}: {written}")
     return EXIT_OK
 
 
 # ------------------------------------------------------------------ predict
 def cmd_predict(args):
-    _import_tensorflow_quietly()
     model = _load_model(args.model)
     if args.out:
         _check_writable_file(args.out, "output file")
@@ -912,7 +921,8 @@ def cmd_predict(args):
         proba_cols = [f"proba_{c}" for c in classes] if args.proba else []
         writer.writerow(["path", "prediction", *proba_cols, "error"])
         for row in rows:
-            probs = [f"{row['proba'][str(c)]:.6f}" if "proba" in row else "" for c in classes] if args.proba else []
+            probs = ([f"{row['proba'][str(c)]:.6f}" if "proba" in row else "" for c in classes]
+                     if args.proba else [])
             writer.writerow([row["path"], "" if row["prediction"] is None else row["prediction"],
                              *probs, row["error"] or ""])
     if args.out:
@@ -944,8 +954,8 @@ def cmd_cache(args):
         return EXIT_OK
     info = cache_info(cache_dir)
     if args.backbone:
-        info = {k: v for k, v in info.items()
-                if isinstance(v.get("fingerprint"), dict) and v["fingerprint"].get("backbone") == args.backbone}
+        info = {k: v for k, v in info.items() if isinstance(v.get("fingerprint"), dict)
+                and v["fingerprint"].get("backbone") == args.backbone}
     if args.format == "json":
         _echo(json.dumps({"cache_dir": cache_dir, "models": info}, indent=2, default=str))
         return EXIT_OK

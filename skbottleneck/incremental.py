@@ -265,6 +265,7 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
             The fitted estimator.
         """
         rng = check_random_state(self.random_state)
+        self._rng = rng  # goes on in partial_fit: each call shuffles anew
         self.estimator_ = self._make_estimator(rng)
         source = self._source(X, y, sample_weight, reset=True)
         self._passes_needed(
@@ -369,14 +370,14 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
                     "classes must be passed on the first call to partial_fit: "
                     "the list of every class that will ever be seen."
                 )
-            rng = check_random_state(self.random_state)
+            rng = self._rng = check_random_state(self.random_state)
             self.estimator_ = self._make_estimator(rng)
             self.classes_ = discover_classes(None, classes)
             self.scaler_ = None
             self.n_iter_ = 0
             self.validation_scores_ = self.best_validation_score_ = None
         else:
-            rng = check_random_state(self.random_state)
+            rng = self._rng
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(
                     f"classes={classes!r} is not the same as on the first call to "

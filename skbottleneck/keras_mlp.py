@@ -130,9 +130,10 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
     Notes
     -----
     Pickling (``pickle``, ``joblib.dump``, ``copy.deepcopy``) stores the
-    weights and the optimizer state as NumPy arrays, not the Keras model;
-    unpickling rebuilds the network from the parameters, so that a model
-    round-trips without any global Keras patching.
+    model's variables (weights, dropout seed states) and the optimizer state
+    as NumPy arrays, not the Keras model; unpickling rebuilds the network
+    from the parameters and sets them back, so that a model round-trips
+    (and training goes on identically) without any global Keras patching.
 
     The features are not scaled: put a ``StandardScaler`` in front for
     arrays whose columns have very different scales.
@@ -327,6 +328,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
 
     def _reset(self, rng):
         _hidden_sizes(self.hidden_layer_sizes)  # fail early on a bad value
+        self._rng = rng  # goes on in partial_fit: each call shuffles anew
         self.model_ = None
         self._init_seed = _seed(rng)
         self.n_iter_ = 0
@@ -411,7 +413,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
             The updated estimator.
         """
         first_call = not hasattr(self, "classes_")
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state) if first_call else self._rng
         if first_call:
             if classes is None:
                 raise ValueError(
@@ -467,6 +469,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             The most probable class of each row.
         """
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def score(self, X, y=None, sample_weight=None):
@@ -503,7 +506,8 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         optimizer = state.pop("_optimizer", None)
         state.pop("_train_chunk", None)
         if model is not None:
-            state["_weights"] = [np.asarray(w) for w in model.get_weights()]
+            # all variables, dropout seed-generator states included
+            state["_weights"] = [np.asarray(v) for v in model.variables]
             state["_optimizer_state"] = [np.asarray(v) for v in optimizer.variables]
             state["_n_features_built"] = int(model.input_shape[-1])
         elif "classes_" in state:
@@ -518,6 +522,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
         if weights is not None:
             self._build(n_features, len(self.classes_), self._init_seed)
-            self.model_.set_weights(weights)
+            for variable, value in zip(self.model_.variables, weights):
+                variable.assign(value)
             for variable, value in zip(self._optimizer.variables, optimizer_state):
                 variable.assign(value)

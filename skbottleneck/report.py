@@ -341,7 +341,8 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
             f"Got {normalize!r} instead."
         )
     if plots not in ("auto", True, False):
-        raise ValueError(f"The 'plots' parameter of report must be 'auto', True or False. Got {plots!r} instead.")
+        raise ValueError(f"The 'plots' parameter of report must be 'auto', True or False. "
+                         f"Got {plots!r} instead.")
     if y is None:
         if not _is_store(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")

@@ -165,7 +165,7 @@ def test_extract_output_is_clean_and_rerun_is_free(store, photos, env):
         assert noise not in result.stderr
 
 
-def test_extract_from_a_file_list(workdir, photos, env, tmp_path):
+def test_extract_from_a_file_list(store, photos, env, tmp_path):
     images = sorted((photos / "coffee").glob("*.jpg"))[:3] + sorted((photos / "rocket").glob("*.jpg"))[:3]
     listing = tmp_path / "list.txt"
     lines = ["# path<TAB>label"] + [f"{os.path.relpath(p, tmp_path)}\t{p.parent.name}" for p in images]
@@ -175,6 +175,9 @@ def test_extract_from_a_file_list(workdir, photos, env, tmp_path):
     with FeatureStore(out) as fs:
         assert fs.labels.tolist() == ["coffee"] * 3 + ["rocket"] * 3
         assert [os.path.realpath(p) for p in fs.paths] == [os.path.realpath(p) for p in images]
+    # another image list into an existing store: refused unless --overwrite
+    result = run(["extract", "--file-list", listing, *SMALL, "--out", store, "-q"], env)
+    assert_one_line_error(result, 2, "already exists", "--overwrite")
 
 
 def test_extract_bad_image_fails_or_is_skipped(photos, env, tmp_path):
@@ -259,6 +262,22 @@ def test_train_keras_mlp_and_learning_curve(store, env, tmp_path):
         "--out", out], env)
     ok(["evaluate", out, store, "--report", tmp_path / "report"], env)
     assert (tmp_path / "report" / "learning_curve.png").stat().st_size > 1000
+
+
+def test_weights_file_is_asked_for_again_at_train_time(photos, env, tmp_path):
+    from skbottleneck.backbones import get_backbone
+
+    weights = tmp_path / "vgg16_random.weights.h5"
+    get_backbone("vgg16").build(weights=None, input_size=32, random_state=3).save_weights(weights)
+    store = tmp_path / "f.h5"
+    ok(["extract", photos, "--backbone", "vgg16", "--weights", weights, "--input-size", "32",
+        "--out", store, "-q"], env)
+    moved = tmp_path / "moved.weights.h5"
+    weights.rename(moved)
+    result = run(["train", store, "--out", tmp_path / "m.joblib"], env)
+    assert_one_line_error(result, 2, "--weights PATH")
+    ok(["train", store, "--weights", moved, "--out", tmp_path / "m.joblib"], env)
+    assert joblib.load(tmp_path / "m.joblib").named_steps["features"].weights == str(moved)
 
 
 def test_train_bad_head_parameter(store, env, tmp_path):

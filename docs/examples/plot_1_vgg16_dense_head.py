@@ -43,7 +43,7 @@ folder = make_photo_folder(os.path.join(work, "data"), classes=["chelsea", "coff
 paths, labels = load_image_folder(folder)
 X_train, X_test, y_train, y_test = train_test_split(paths, labels, test_size=0.3,
                                                     stratify=labels, random_state=0)
-print(f"{len(X_train)} training and {len(X_test)} test images: {sorted(set(labels))}")
+print(f"{len(X_train)} training and {len(X_test)} test images: {sorted(set(labels.tolist()))}")
 
 # %%
 # Frozen VGG16 + dense head, as one pipeline
@@ -52,15 +52,17 @@ print(f"{len(X_train)} training and {len(X_test)} test images: {sorted(set(label
 # layer of the recipe): at 96 px VGG16's last map is 3 x 3 x 512 = 4,608
 # features per image (7 x 7 x 512 = 25,088 at 224 px).
 # :class:`~skbottleneck.KerasMLPClassifier` is the dense head with the
-# scikit-learn API.
+# scikit-learn API; with ``early_stopping=True`` it holds out 20 % of the
+# training images and keeps the weights of the epoch with the lowest
+# validation loss.
 cnn = CNNFeatureTransformer("vgg16", weights=WEIGHTS, random_state=0, input_size=INPUT_SIZE,
                             pooling=None)
 head = KerasMLPClassifier(hidden_layer_sizes=(256,), dropout=0.5, epochs=30, batch_size=16,
-                          random_state=0, verbose=0)
+                          early_stopping=True, validation_fraction=0.2, random_state=0)
 model = make_pipeline(cnn, StandardScaler(), head)
 model.fit(X_train, y_train)
 print(f"{cnn.n_features_out_} features per image; feature map {cnn.feature_shape_}")
-print(f"test accuracy: {model.score(X_test, y_test):.3f}")
+print(f"stopped after {head.n_iter_} epochs; test accuracy: {model.score(X_test, y_test):.3f}")
 
 # %%
 # Confusion matrix
@@ -79,13 +81,15 @@ plt.show()
 # %%
 # Training curve of the head
 # --------------------------
-# ``history_`` holds Keras' per-epoch loss and accuracy.
+# ``history_`` holds the per-epoch loss and accuracy, on the training images
+# and (with early stopping) on the held-out ones: the gap between the two is
+# the overfitting to watch.
 history = head.history_
 fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
 for name in [k for k in history if "loss" in k]:
     ax.plot(np.arange(1, len(history[name]) + 1), history[name], label=name)
 ax.set_xlabel("epoch")
-ax.set_ylabel("loss")
+ax.set_ylabel("cross-entropy loss")
 ax.legend()
 plt.show()
 
