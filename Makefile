@@ -6,14 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skbottleneck-installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test docs venv clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,examples]"
+	$(PY) -m pip install --quiet -e ".[test,examples,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+docs: $(STAMP)
+	$(MAKE) -C docs html
 
 clean:
 	rm -rf $(VENV) demo_data .pytest_cache .hypothesis

@@ -30,9 +30,14 @@ _EXPORTS = {
     "ImageError": "images",
     "load_image": "images",
 }
-_SUBMODULES = {"backbones", "datasets", "images", "store", "extraction", "incremental", "keras_mlp"}
+_SUBMODULES = {"backbones", "datasets", "images", "store", "extraction", "incremental", "keras_mlp",
+               "distributed"}
 
-__all__ = sorted(_EXPORTS) + ["__version__", "datasets"]
+# `report` names both a module and its main function: import it eagerly (it
+# needs only numpy) so that `skbottleneck.report` is always the function.
+from .report import report  # noqa: E402
+
+__all__ = sorted(_EXPORTS) + ["__version__", "datasets", "report"]
 
 
 def __getattr__(name):

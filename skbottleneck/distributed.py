@@ -47,12 +47,14 @@ one), like dask-ml's ``Incremental``.
 pipeline to partitions of a large input on the workers, in parallel.
 """
 
+import hashlib
 import math
 import os
 import sys
 import time
 import uuid
 import warnings
+import weakref
 from collections import deque
 
 import numpy as np
@@ -180,6 +182,20 @@ def _cluster_error(transformer):
     )
 
 
+_DIGESTS = weakref.WeakKeyDictionary()  # built model -> checksum of its weights
+
+
+def _weights_digest(runner):
+    """SHA-256 of a built model's weights (memoised per model)."""
+    digest = _DIGESTS.get(runner)
+    if digest is None:
+        h = hashlib.sha256()
+        for w in runner.model.weights:
+            h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+        digest = _DIGESTS[runner] = h.hexdigest()
+    return digest
+
+
 def _worker_spec(transformer, cache):
     """What a worker needs to rebuild the fitted transformer (small, picklable)."""
     params = transformer.get_params(deep=False)
@@ -193,6 +209,10 @@ def _worker_spec(transformer, cache):
         "params": params,
         "fitted": {name: getattr(transformer, name) for name in _FITTED},
         "cache_path": cache.path,
+        # the workers check that they built the very same CNN before they
+        # write to the cache (another Keras version, another file under the
+        # weights path, a seeded initialisation disturbed by another thread...)
+        "weights_sha256": _weights_digest(transformer._runner()),
     }
 
 
@@ -222,6 +242,7 @@ def _extract_partition(paths, spec):
     est = CNNFeatureTransformer(**spec["params"])
     for name, value in spec["fitted"].items():
         setattr(est, name, value)
+    _check_same_model(est, spec["weights_sha256"])
     t = time.perf_counter()
     failed = est._extract_into(np.asarray(paths, dtype=object), np.arange(len(paths)),
                                _discard)
@@ -232,6 +253,27 @@ def _extract_partition(paths, spec):
 
 def _discard(rows, features):
     pass
+
+
+def _check_same_model(est, expected):
+    """Refuse to cache features of a model other than the client's."""
+    from . import extraction
+
+    runner = est._runner()
+    got = _weights_digest(runner)
+    if got == expected:
+        return
+    # forget it, so that a retry of the task builds the model again
+    for key, value in list(extraction._MODEL_MEMO.items()):
+        if value is runner:
+            del extraction._MODEL_MEMO[key]
+    raise RuntimeError(
+        f"The CNN built on the Dask worker {_worker_name()} has other weights than the one "
+        f"built by the client (SHA-256 {got[:12]}... instead of {expected[:12]}...), so its "
+        "features would differ; nothing was written to the cache. Check that the workers "
+        "have the same Keras/TensorFlow versions as the client and see the same weights "
+        "file under the same path."
+    )
 
 
 def _dashboard(client):

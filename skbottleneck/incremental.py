@@ -148,20 +148,25 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
     --------
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.linear_model import SGDClassifier
+    >>> from sklearn.model_selection import train_test_split
     >>> from skbottleneck import IncrementalClassifier
     >>> X, y = load_digits(return_X_y=True)
-    >>> clf = IncrementalClassifier(SGDClassifier(random_state=0), epochs=5,
-    ...                             chunk_size=256, random_state=0)
-    >>> clf.fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) > 0.9
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> clf = IncrementalClassifier(SGDClassifier(random_state=0), chunk_size=256,
+    ...                             random_state=0)
+    >>> clf.fit(X_train, y_train).score(X_test, y_test) > 0.9
     True
 
-    The same from a stream of ``(X_chunk, y_chunk)`` pairs, never all in memory:
+    The same from chunks produced on demand, never all in memory at once (a
+    function returning a new iterator can be read once per epoch):
 
     >>> def chunks():
-    ...     for start in range(0, 1500, 300):
-    ...         yield X[start:start + 300], y[start:start + 300]
-    >>> clf.fit(chunks).predict(X[1500:1503]).shape
-    (3,)
+    ...     for start in range(0, len(X_train), 300):
+    ...         yield X_train[start:start + 300], y_train[start:start + 300]
+    >>> clf.fit(chunks).score(X_test, y_test) > 0.9
+    True
+    >>> clf.predict(X_test[:4]).shape, clf.n_iter_
+    ((4,), 10)
     """
 
     _parameter_constraints = {
@@ -218,6 +223,13 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
             )
         return clone(self.estimator)
 
+    def _check_scale(self):
+        if self.scale and get_tags(self.estimator_).input_tags.positive_only:
+            raise ValueError(
+                f"{type(self.estimator_).__name__} needs non-negative features, but "
+                "scale=True standardises them (negative values). Set scale=False."
+            )
+
     def _inner_tags(self):
         try:
             return get_tags(self._make_estimator(random_state=0))
@@ -267,6 +279,7 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
         rng = check_random_state(self.random_state)
         self._rng = rng  # goes on in partial_fit: each call shuffles anew
         self.estimator_ = self._make_estimator(rng)
+        self._check_scale()
         source = self._source(X, y, sample_weight, reset=True)
         self._passes_needed(
             source, classes, self.epochs, self.early_stopping,
@@ -372,6 +385,7 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
                 )
             rng = self._rng = check_random_state(self.random_state)
             self.estimator_ = self._make_estimator(rng)
+            self._check_scale()
             self.classes_ = discover_classes(None, classes)
             self.scaler_ = None
             self.n_iter_ = 0

@@ -141,15 +141,17 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import train_test_split
     >>> from skbottleneck import KerasMLPClassifier
     >>> X, y = load_digits(return_X_y=True)
-    >>> clf = KerasMLPClassifier(hidden_layer_sizes=(64,), epochs=10, random_state=0)
-    >>> clf.fit(X[:1500] / 16, y[:1500]).score(X[1500:] / 16, y[1500:]) > 0.85
+    >>> X_train, X_test, y_train, y_test = train_test_split(X / 16, y, random_state=0)
+    >>> clf = KerasMLPClassifier(hidden_layer_sizes=(64,), random_state=0)
+    >>> clf.fit(X_train, y_train).score(X_test, y_test) > 0.9
     True
-    >>> clf.predict_proba(X[:2] / 16).shape
+    >>> clf.predict_proba(X_test[:2]).shape
     (2, 10)
-    >>> sorted(clf.history_)
-    ['accuracy', 'loss']
+    >>> sorted(clf.history_), len(clf.history_["loss"])
+    (['accuracy', 'loss'], 20)
     """
 
     _parameter_constraints = {

@@ -203,6 +203,7 @@ def test_extract_bad_image_fails_or_is_skipped(photos, env, tmp_path):
         assert not any(p.endswith(("broken.jpg", "empty.png")) for p in fs.paths)
 
 
+@pytest.mark.slow
 def test_extract_interrupted_then_resumed(photos, env, tmp_path):
     out = tmp_path / "f.h5"
     args = [sys.executable, "-m", "skbottleneck", "extract", str(photos), *SMALL, "--no-cache",
@@ -346,6 +347,7 @@ def test_cache_info_and_clear(store, env, tmp_path):
 
 
 # ---------------------------------------------------- real ImageNet weights
+@pytest.mark.slow
 def test_efficientnet_lite0_imagenet_end_to_end(photos, env, tmp_path):
     """The offline ImageNet backbone, through the whole command line."""
     store = tmp_path / "lite0.h5"

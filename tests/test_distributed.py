@@ -140,14 +140,16 @@ def test_store_written_by_cluster_trains_like_a_local_one(client, data, tmp_path
 
 
 def _kill_self_after_first_shard(shards_dir, marker):
-    """In a worker: SIGKILL this process once it has written a cache shard."""
+    """In a worker: SIGKILL this process once it has written a cache shard (its
+    name holds the writer's pid), unless another worker was killed already."""
     pid = os.getpid()
 
     def watch():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not os.path.exists(marker):
             try:
-                mine = [n for n in os.listdir(shards_dir) if f"-{pid}-" in n]
+                mine = [n for n in os.listdir(shards_dir)
+                        if f"-{pid}-" in n and not n.startswith(".")]  # not a .tmp-
             except FileNotFoundError:
                 mine = []
             if mine:
@@ -212,6 +214,22 @@ def test_refused_without_a_shareable_cache(client, data, tmp_path):
                                 cache_dir=tmp_path / "cache").fit()
     with joblib.parallel_backend("dask"), pytest.raises(ValueError, match="random_state"):
         est.transform(data["paths"][:4])
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="Keras draws the default seeds of its initialisers from Python's global random "
+    "module, which a Dask worker's other threads draw from too: seeded random weights built "
+    "in a worker are not reproducible until backbones._registry._seeded uses a private "
+    "generator. The workers' weights check refuses them (RuntimeError) rather than caching "
+    "wrong features.",
+)
+def test_seeded_random_weights_give_the_same_features_on_a_worker(client, data, tmp_path):
+    est = CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
+                                cache_dir=tmp_path / "cache").fit()
+    with joblib.parallel_backend("dask"):
+        X = est.transform(data["paths"][:64])
+    np.testing.assert_array_equal(X, data["X"][:64])  # the weights file holds these weights
 
 
 def test_worker_without_the_cache_folder_says_so(tmp_path):

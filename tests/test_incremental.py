@@ -242,6 +242,30 @@ def test_methods_follow_the_inner_estimator():
     assert not hasattr(nb, "decision_function")
 
 
+def test_tags_follow_the_inner_estimator_and_scaling_respects_positive_only():
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.utils import get_tags
+
+    assert get_tags(IncrementalClassifier(sgd())).input_tags.sparse
+    assert not get_tags(IncrementalClassifier(GaussianNB())).input_tags.sparse
+    assert get_tags(IncrementalClassifier(MultinomialNB(), scale=False)).input_tags.positive_only
+    X, y = digits()
+    with pytest.raises(ValueError, match="MultinomialNB needs non-negative features.*scale=False"):
+        IncrementalClassifier(MultinomialNB()).fit(X, y)
+    clf = IncrementalClassifier(MultinomialNB(), scale=False, epochs=1).fit(X, y)
+    assert clf.score(X, y) > 0.85
+
+
+def test_sparse_input():
+    from scipy import sparse
+
+    X, y = digits()
+    dense = IncrementalClassifier(sgd(), epochs=2, random_state=0)
+    clf = clone(dense).fit(sparse.csr_matrix(X), y)
+    assert clf.scaler_.with_mean is False
+    assert clf.score(sparse.csr_matrix(X), y) > 0.85
+
+
 def test_list_of_chunks_and_callable_and_one_shot_generator():
     X, y = digits()
     chunks = [(X[s:s + 200], y[s:s + 200]) for s in range(0, 1500, 200)]
@@ -444,6 +468,7 @@ def test_works_with_the_real_feature_store(tmp_path):
 
 
 # -------------------------------------------------------------------- proofs
+@pytest.mark.slow
 def test_proof_out_of_core_sgd_matches_in_memory_sgd_on_cnn_features(tmp_path):
     """SGD trained chunk by chunk from an HDF5 FeatureStore of real CNN features
     reaches the test accuracy of SGDClassifier.fit in memory within 1 point."""
