@@ -337,8 +337,9 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
         ``n_partitions``, ``partition_size``, ``n_extracted`` (through a CNN
         on the workers), ``n_found_by_workers`` (already in the cache when a
         partition ran: written by an earlier, killed attempt), ``n_failed``, ``workers``
-        (images per worker address), ``hash_s`` (client), ``cnn_s`` /
-        ``decode_s`` / ``write_s`` (summed over the workers) and ``wall_s``.
+        (images per worker address), ``hash_s`` (client), ``task_s`` (time
+        in the partitions), ``cnn_s`` / ``decode_s`` / ``write_s`` (all summed
+        over the workers) and ``wall_s``.
 
     Raises
     ------
@@ -366,7 +367,8 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     stats = {"n_images": len(paths), "n_unique": 0, "n_cached": 0, "n_partitions": 0,
              "partition_size": 0, "n_extracted": 0, "n_found_by_workers": 0, "n_failed": 0,
              "workers": {},
-             "hash_s": 0.0, "cnn_s": 0.0, "decode_s": 0.0, "write_s": 0.0, "wall_s": 0.0}
+             "hash_s": 0.0, "task_s": 0.0, "cnn_s": 0.0, "decode_s": 0.0, "write_s": 0.0,
+             "wall_s": 0.0}
     transformer.cluster_stats_ = stats
 
     # 1. content keys (unreadable files fail here), duplicates, cache hits
@@ -436,7 +438,7 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     failed = []
     for part, result in zip(parts, results):
         s = result["stats"]
-        for name in ("n_extracted", "cnn_s", "decode_s", "write_s"):
+        for name in ("n_extracted", "task_s", "cnn_s", "decode_s", "write_s"):
             stats[name] += s[name]
         stats["n_found_by_workers"] += s["n_cached"]
         stats["workers"][result["worker"]] = stats["workers"].get(result["worker"], 0) + len(part)

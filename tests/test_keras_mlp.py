@@ -235,7 +235,7 @@ def test_grid_search_over_a_pipeline(split_digits):
     Xtr, Xte, ytr, yte = split_digits
     pipe = Pipeline([("scale", StandardScaler()), ("head", small(epochs=5, batch_size=32))])
     grid = GridSearchCV(pipe, {"head__hidden_layer_sizes": [(16,), (32, 8)],
-                               "head__dropout": [0.0, 0.5]}, cv=2)
+                               "head__dropout": [0, 0.5]}, cv=2)
     grid.fit(Xtr[:600], ytr[:600])
     assert len(grid.cv_results_["params"]) == 4
     assert grid.best_estimator_.named_steps["head"].model_ is not None
