@@ -20,8 +20,10 @@ system that the workers and the client share (NFS, Lustre, CephFS...):
    runs the transformer's own batched pipeline in the worker process;
    the model is built once per worker process and reused by all its
    partitions (the per-process model memo of :mod:`~skbottleneck.extraction`);
-   only the transformer's parameters travel, as one task result that every
-   worker fetches once;
+   only the transformer's parameters travel with each task (a Keras model
+   given as backbone is saved once into the shared cache folder and loaded
+   once per worker). Before writing, each worker checks that its model has
+   the same weights as the client's (SHA-256);
 3. each batch lands in the cache as an immutable shard (temporary name,
    fsync, atomic rename): a killed worker loses at most its batch in flight,
    and its partition, run again by the scheduler elsewhere, finds the
@@ -205,8 +207,13 @@ def _worker_spec(transformer, cache):
     weights = params.get("weights")
     if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
         params["weights"] = os.path.abspath(os.fspath(weights))  # a file on the shared FS
+    model_file = None
+    if not isinstance(params["backbone"], str):  # a Keras model: shared as a file
+        model_file = _save_model(params["backbone"], transformer.fingerprint_, cache)
+        params["backbone"] = None
     return {
         "params": params,
+        "model_file": model_file,
         "fitted": {name: getattr(transformer, name) for name in _FITTED},
         "cache_path": cache.path,
         # the workers check that they built the very same CNN before they
@@ -216,8 +223,33 @@ def _worker_spec(transformer, cache):
     }
 
 
-def _identity(x):
-    return x
+def _save_model(model, fingerprint, cache):
+    """Save a Keras model given as backbone into the shared cache folder, once."""
+    name = fingerprint["weights"].split(":")[-1][:32]
+    path = os.path.join(cache.path, "models", f"{name}.keras")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}.keras")
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+_LOADED_MODELS = {}  # model file -> keras.Model, per worker process
+
+
+def _load_model(path):
+    """The Keras model saved at ``path``, loaded once per process."""
+    model = _LOADED_MODELS.get(path)
+    if model is None:
+        from ._keras import import_keras
+
+        model = _LOADED_MODELS[path] = import_keras().models.load_model(path, compile=False)
+    return model
 
 
 def _worker_name():
@@ -239,7 +271,10 @@ def _extract_partition(paths, spec):
             f"{_worker_name()}: cache_dir must be a folder on a file system shared by the "
             "workers and the client, under the same path."
         )
-    est = CNNFeatureTransformer(**spec["params"])
+    params = dict(spec["params"])
+    if spec["model_file"] is not None:
+        params["backbone"] = _load_model(spec["model_file"])
+    est = CNNFeatureTransformer(**params)
     for name, value in spec["fitted"].items():
         setattr(est, name, value)
     _check_same_model(est, spec["weights_sha256"])
@@ -277,12 +312,12 @@ def _check_same_model(est, expected):
 
 
 def _dashboard(client):
+    """``"; dashboard: <link>"`` when the scheduler runs one, else ``""``."""
     try:
-        if "dashboard" in client.scheduler_info(n_workers=0).get("services", {}):
-            return f"; dashboard: {client.dashboard_link}"
+        services = client.scheduler_info(n_workers=0).get("services", {})
     except Exception:  # noqa: BLE001 - informative only
-        pass
-    return ""
+        return ""
+    return f"; dashboard: {client.dashboard_link}" if "dashboard" in services else ""
 
 
 def _warn_if_forked(client):
@@ -400,12 +435,11 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     parts = [[paths[i] for _, i in todo[s:s + partition_size]]
              for s in range(0, len(todo), partition_size)]
     stats["n_partitions"], stats["partition_size"] = len(parts), partition_size
-    # the parameters go to the cluster once, as the result of a task (which the
-    # scheduler can run again if every worker holding it dies); each worker
-    # fetches it once, so a Keras model given as backbone is unpickled once
-    # per worker and its built CNN reused by all the partitions there.
-    spec = client.submit(_identity, _worker_spec(transformer, cache),
-                         key=f"{TASK_PREFIX}-params-{uuid.uuid4().hex}")
+    # the parameters travel with each task (a few hundred bytes; a Keras model
+    # given as backbone goes through a file in the shared cache folder and is
+    # loaded once per worker). No task depends on another, so the scheduler
+    # spreads them over all the workers.
+    spec = _worker_spec(transformer, cache)
     futures = client.map(_extract_partition, parts, spec=spec, key=TASK_PREFIX, pure=False,
                          retries=retries)
     index = {f.key: n for n, f in enumerate(futures)}
@@ -430,7 +464,6 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     finally:
         if any(r is None for r in results):
             client.cancel(futures)
-        client.cancel([spec])
         if progress is not None:
             progress.close()
 
@@ -464,7 +497,8 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
 
 # ------------------------------------------------------------------ training
 def _is_dask_array(X):
-    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "blocks") and hasattr(X, "chunks")
+    return (type(X).__module__.split(".")[0] == "dask" and hasattr(X, "blocks")
+            and hasattr(X, "chunks"))
 
 
 def _default_client():
@@ -663,7 +697,7 @@ class DaskChunks:
 
 
 # ---------------------------------------------------------------- prediction
-def _apply(estimator, X, method):
+def _apply_partition(X, estimator, method):
     return getattr(estimator, method)(X)
 
 
@@ -737,13 +771,12 @@ def predict_on_cluster(estimator, X, *, client=None, method="predict", partition
         partition_size = max(1, min(4096, math.ceil(n / (PARTITIONS_PER_THREAD * threads))))
     rows = X.iloc if hasattr(X, "iloc") else X  # pandas: by position
     parts = [rows[s:s + partition_size] for s in range(0, n, partition_size)]
-    est = client.submit(_identity, estimator, key=f"{method}-estimator-{uuid.uuid4().hex}")
-    try:
-        futures = client.map(_apply, [est] * len(parts), parts, method=method,
-                             key=f"{method}-partition", pure=False, retries=3)
-        results = client.gather(futures)
-    finally:
-        client.cancel([est])
+    # the estimator travels with each task (a fitted head and the transformer's
+    # parameters: small; the CNN is built once per worker process), so that no
+    # task waits on data held by one worker and the scheduler spreads them
+    futures = client.map(_apply_partition, parts, estimator=estimator, method=method,
+                         key=f"{method}-partition", pure=False, retries=3)
+    results = client.gather(futures)
     for part, res in zip(parts, results):
         if len(res) != len(part):
             raise ValueError(

@@ -8,33 +8,34 @@ their own weights on a shared file system would have.
 """
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("distributed", reason="the Dask tests need dask[distributed]")
 
-import dask.array as da  # noqa: E402
-import joblib  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
-from sklearn.linear_model import SGDClassifier  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
+import dask.array as da
+import joblib
+from distributed import Client, LocalCluster
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import make_pipeline
 
-from skbottleneck import CNNFeatureTransformer, FeatureStore, ImageError  # noqa: E402
-from skbottleneck.distributed import (  # noqa: E402
+from skbottleneck import CNNFeatureTransformer, FeatureStore, ImageError
+from skbottleneck.distributed import (
     DaskChunks,
     _extract_partition,
     active_client,
     predict_on_cluster,
 )
-from skbottleneck.extraction import cnn_image_count  # noqa: E402
+from skbottleneck.extraction import cnn_image_count
 
 N_PER_CLASS = 50  # 4 classes: 200 images
 
@@ -62,7 +63,7 @@ def data(tmp_path_factory):
     weights = root / "vgg16-32px.weights.h5"
     get_backbone("vgg16").build(weights=None, input_size=(32, 32),
                                 random_state=0).save_weights(weights)
-    params = dict(backbone="vgg16", weights=str(weights), input_size=32)
+    params = {"backbone": "vgg16", "weights": str(weights), "input_size": 32}
     local = CNNFeatureTransformer(**params, cache_dir=root / "local-cache").fit()
     return {"root": root, "paths": paths, "labels": labels, "params": params,
             "X": local.transform(paths)}
@@ -187,9 +188,28 @@ def test_worker_killed_mid_run_leaves_a_complete_store(client, data, tmp_path):
     assert set(client.run(os.getpid).values()) != pids
 
 
+def test_keras_model_backbone_on_cluster(client, data, tmp_path):
+    """A Keras model given as backbone reaches the workers as a file, once."""
+    from skbottleneck._keras import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu",
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=0))(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(16, 3, strides=2)(x), name="tiny")
+    paths = data["paths"][:48]
+    expected = CNNFeatureTransformer(model, cache_dir=None).fit_transform(paths)
+    est = CNNFeatureTransformer(model, cache_dir=tmp_path / "cache", batch_size=8).fit()
+    with joblib.parallel_backend("dask"):
+        X = est.transform(paths)
+    np.testing.assert_array_equal(X, expected)
+    assert est.cluster_stats_["n_partitions"] >= 2
+    assert len(os.listdir(os.path.join(est._cache().path, "models"))) == 1
+
+
 def test_bad_images_on_cluster(client, data, tmp_path):
     paths = list(data["paths"][:40])
-    good = open(paths[0], "rb").read()
+    good = Path(paths[0]).read_bytes()
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good[: len(good) // 3])
     empty = tmp_path / "empty.jpg"
@@ -239,7 +259,7 @@ def test_worker_without_the_cache_folder_says_so(tmp_path):
 
 
 def test_dask_array_trains_and_predicts_on_cluster(client, data, tmp_path):
-    from skbottleneck import IncrementalClassifier
+    from skbottleneck import IncrementalClassifier, KerasMLPClassifier
 
     X, y = data["X"], data["labels"]
     Xd = da.from_array(X, chunks=(37, 128))  # uneven row blocks, split columns
@@ -261,6 +281,9 @@ def test_dask_array_trains_and_predicts_on_cluster(client, data, tmp_path):
     head = IncrementalClassifier(SGDClassifier(loss="log_loss", random_state=0), epochs=5,
                                  chunk_size=32, random_state=0).fit(source)
     assert head.score(X, y) > 0.5
+    mlp = KerasMLPClassifier(hidden_layer_sizes=(16,), epochs=3, chunk_size=64,
+                             random_state=0).fit(source)
+    assert mlp.predict(X[:5]).shape == (5,)
     # prediction: a dask array of features, lazily, block by block
     pred = predict_on_cluster(head, Xd)
     np.testing.assert_array_equal(pred.compute(), head.predict(X))

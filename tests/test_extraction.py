@@ -7,9 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from sklearn.base import clone
 from sklearn.linear_model import SGDClassifier
@@ -305,3 +308,56 @@ def test_pipeline_trains_on_a_store_and_predicts_from_paths(photo_paths, tmp_pat
     pipe.fit(store)
     assert pipe.predict(paths[:5]).shape == (5,)
     assert set(pipe.predict(paths)) <= set(labels)
+
+
+def test_sklearn_estimator_checks_that_apply_to_path_input():
+    """The API checks of parametrize_with_checks that do not need numeric X."""
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+        check_set_params,
+    )
+
+    est = small(cache_dir=None)
+    check_no_attributes_set_in_init("CNNFeatureTransformer", est)
+    check_parameters_default_constructible("CNNFeatureTransformer", CNNFeatureTransformer())
+    check_get_params_invariance("CNNFeatureTransformer", est)
+    check_set_params("CNNFeatureTransformer", est)
+
+
+_FUZZ_STATE = {}
+
+
+@given(data=st.one_of(
+    st.binary(max_size=2048),
+    st.tuples(st.integers(0, 4000), st.binary(min_size=1, max_size=8)),
+))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_random_bytes_as_images_are_reported_never_crash(data, tmp_path_factory):
+    """Random bytes, or a real JPEG with a few bytes overwritten or cut: each file
+    either gives a feature row or is listed in failed_ with its path."""
+    if "cnn" not in _FUZZ_STATE:
+        folder = tmp_path_factory.mktemp("fuzz")
+        from skbottleneck.datasets import make_photo_folder
+
+        real = sorted(make_photo_folder(folder / "real", n_per_class=1, size=(40, 40)).rglob("*.jpg"))[0]
+        _FUZZ_STATE.update(cnn=small(on_error="skip", cache_dir=None).fit(), dir=folder,
+                           jpeg=real.read_bytes(), n=0)
+    if isinstance(data, tuple):
+        offset, patch = data
+        jpeg = _FUZZ_STATE["jpeg"]
+        offset %= len(jpeg)
+        data = jpeg[:offset] + patch + jpeg[offset + len(patch):] if offset % 2 else jpeg[:offset]
+    _FUZZ_STATE["n"] += 1
+    path = str(_FUZZ_STATE["dir"] / f"fuzz{_FUZZ_STATE['n']}.jpg")
+    with open(path, "wb") as f:
+        f.write(data)
+    cnn = _FUZZ_STATE["cnn"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        X = cnn.transform([path])
+    if len(X):
+        assert X.shape == (1, D) and np.isfinite(X).all() and cnn.failed_ == []
+    else:
+        assert len(cnn.failed_) == 1 and cnn.failed_[0][0] == path and cnn.failed_[0][1]

@@ -1,0 +1,114 @@
+"""Whole pipelines: GridSearchCV that extracts once, joblib round trips in a fresh
+process, and an extraction into a store that survives SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skbottleneck import CNNFeatureTransformer, IncrementalClassifier, KerasMLPClassifier
+from skbottleneck.extraction import cnn_image_count
+
+SMALL = dict(backbone="vgg16", weights=None, random_state=0, input_size=32)
+
+
+def test_grid_search_over_heads_runs_each_image_through_the_cnn_once(photo_paths, tmp_path):
+    paths, labels = photo_paths
+    pipe = Pipeline([
+        ("features", CNNFeatureTransformer(**SMALL, cache_dir=tmp_path / "cache")),
+        ("scale", StandardScaler()),
+        ("head", LogisticRegression(max_iter=500)),
+    ])
+    grid = {"head": [LogisticRegression(C=0.1, max_iter=500), SGDClassifier(random_state=0),
+                     KerasMLPClassifier(hidden_layer_sizes=(16,), epochs=3, random_state=0)]}
+    search = GridSearchCV(pipe, grid, cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    before = cnn_image_count()
+    search.fit(paths, labels)
+    assert cnn_image_count() - before == len(paths)  # 3 folds x 3 heads + refit: still once each
+    assert search.best_score_ > 0.5  # real photo classes, 4 of them: well above chance
+
+    before = cnn_image_count()
+    scores = cross_val_score(pipe, paths, labels, cv=3)
+    assert cnn_image_count() == before and scores.mean() > 0.5
+
+
+@pytest.mark.parametrize("head", ["keras", "incremental"])
+def test_fitted_pipeline_round_trips_through_joblib_in_a_fresh_process(photo_paths, tmp_path, head):
+    paths, labels = photo_paths
+    train, new = slice(0, None, 2), slice(1, None, 2)
+    est = (KerasMLPClassifier(hidden_layer_sizes=(32,), epochs=5, random_state=0) if head == "keras"
+           else IncrementalClassifier(SGDClassifier(random_state=0), epochs=3, random_state=0))
+    pipe = Pipeline([("features", CNNFeatureTransformer(**SMALL, cache_dir=None)), ("head", est)])
+    pipe.fit(paths[train], labels[train])
+    expected = pipe.predict(paths[new])
+    model_path = tmp_path / "model.joblib"
+    joblib.dump(pipe, model_path)
+    code = textwrap.dedent(
+        """
+        import json, sys, joblib
+        model = joblib.load(sys.argv[1])
+        print(json.dumps(model.predict(json.loads(sys.argv[2])).tolist()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(model_path), json.dumps(list(paths[new]))],
+                         check=True, capture_output=True, text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == expected.tolist()
+
+
+_EXTRACT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from skbottleneck import CNNFeatureTransformer
+    paths = sys.argv[1].split(",")
+    labels = np.arange(len(paths)) % 3
+    cnn = CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
+                                batch_size=4, cache_dir=sys.argv[3] if sys.argv[3] != "-" else None)
+    cnn.extract(paths, labels, store=sys.argv[2])
+    print("done")
+    """
+)
+
+
+def _done_rows(store):
+    done = f"{store}.partial/done"
+    return len(os.listdir(done)) if os.path.isdir(done) else 0
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_extraction_killed_repeatedly_resumes_to_identical_features(photo_paths, tmp_path, cache):
+    from skbottleneck import FeatureStore
+
+    paths = list(photo_paths[0])
+    store = tmp_path / "features.h5"
+    cache_dir = str(tmp_path / "cache") if cache else "-"
+    args = [sys.executable, "-c", _EXTRACT, ",".join(paths), str(store), cache_dir]
+    kills = 0
+    for target in (1, 3, 5):  # SIGKILL once this many batches are on disk
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and _done_rows(store) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert not store.exists() or FeatureStore(store)  # never an unreadable store
+    assert kills >= 2, "the extraction finished before it could be killed"
+    assert not store.exists()
+    subprocess.run(args, check=True, capture_output=True)  # resume to the end
+    X, y = FeatureStore(store).read_rows(np.arange(len(paths)))
+    reference = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=None).fit()
+    np.testing.assert_array_equal(X, reference.transform(paths))
+    np.testing.assert_array_equal(y, np.arange(len(paths)) % 3)
