@@ -489,7 +489,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                             smoothing=0.1, dynamic_ncols=True)
         starts = range(0, len(groups), batch_size)
         prefetch = 2  # batches decoded ahead of the CNN
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        with ThreadPoolExecutor(max_workers=n_threads, initializer=_yield_to_the_cnn) as pool:
             submitted = []
 
             def submit(i):
@@ -733,6 +733,23 @@ class _CNNRunner:
 
     def __call__(self, images):
         return self._fn(images).numpy()
+
+
+def _yield_to_the_cnn():
+    """Lower the priority of a decoding thread (Linux: per-thread nice value).
+
+    The CNN's thread pool runs one shard of each op per core and waits for
+    the slowest: a decoding thread that takes a core mid-op stalls the whole
+    op. With a lower priority, decoding runs in the gaps between CNN ops
+    and in the batches' slack instead. Set SKBOTTLENECK_DECODE_NICE=0 to
+    turn it off.
+    """
+    nice = int(os.environ.get("SKBOTTLENECK_DECODE_NICE", "19"))
+    if nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:  # pragma: no cover - not permitted: keep the default
+            pass
 
 
 def _reason(exc):
