@@ -44,6 +44,24 @@ def versions(*names):
     return ", ".join(out)
 
 
+def peak_rss_mib():
+    """Peak resident memory of this process in MiB.
+
+    Linux: ``VmHWM`` of the current address space, which, unlike
+    ``ru_maxrss``, does not inherit the peak of the process that forked us.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(fn, repeat=3):
     """Median wall time of ``repeat`` calls of ``fn`` (and its last result)."""
     times, result = [], None

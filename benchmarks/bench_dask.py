@@ -8,7 +8,9 @@ on a ``distributed.LocalCluster`` of 1, then 2, worker processes with one
 thread each (Dask thread and TensorFlow intra-op threads). Each run starts
 with an empty cache, on warm workers (TensorFlow imported, model built), and
 includes the client's share: hashing the files and copying the features
-from the cache into the output.
+from the cache into the output. The 1- and 2-worker runs alternate and each
+waits for idle CPUs (the machine may be shared); the CNN alone in 1 vs 2
+plain processes gives the ceiling the hardware allows.
 
 Then it measures the parameters of a cost model and predicts the throughput
 of W workers (one per machine, or one per core) on N images::
@@ -34,6 +36,7 @@ The three last terms run on the client alone: they bound the speed-up.
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -129,52 +132,83 @@ def cnn_alone_scaling(params, n_batches):
     return out[2] / out[1]
 
 
-def cluster_run(n_workers, params, paths, repeat, tmp):
-    """Throughput of ``transform`` on a LocalCluster of ``n_workers`` processes."""
+def cluster_runs(params, paths, repeat, tmp):
+    """Throughput of ``transform`` on LocalClusters of 1 and of 2 worker processes.
+
+    Both clusters are started and warmed first, then their runs alternate
+    (1, 2, 1, 2...), so that a change of load on a shared machine hits both.
+    """
+    import contextlib
+
     import joblib
     from distributed import Client, LocalCluster
 
     from skbottleneck import CNNFeatureTransformer
     from skbottleneck.distributed import _extract_partition, _worker_spec
 
-    out = {}
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, env=WORKER_ENV) as cluster, Client(cluster) as client:
-        t = time.perf_counter()
-        starts = client.run(warm_worker, dict(params, cache_dir=tmp / "warm"))
-        out["start_wall_s"] = time.perf_counter() - t
-        out["start_s"] = max(starts.values())
-        runs = []
-
-        def run():
-            est = CNNFeatureTransformer(**params, cache_dir=tmp / f"cache-{n_workers}-{len(runs)}")
-            est.fit()
-            cpu = client.run(cpu_seconds)
-            with joblib.parallel_backend("dask"):
-                X = est.transform(paths)
-            after = client.run(cpu_seconds)
-            stats = dict(est.cluster_stats_)
-            stats["worker_cpu_s"] = sum(after[k] - cpu[k] for k in cpu)
-            runs.append(stats)
-            return X
-
-        out["wall_s"], X = timed(run, repeat)
-        out["stats"] = runs[-1]
-        out["X"] = X
-        out["load"] = os.getloadavg()[0]
+    out = {1: {}, 2: {}}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for w, info in out.items():
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None,
+                env=WORKER_ENV))
+            clients[w] = stack.enter_context(Client(cluster, set_as_default=False))
+            starts = clients[w].run(warm_worker, dict(params, cache_dir=tmp / "warm"))
+            info["start_s"] = max(starts.values())
+        walls = {1: [], 2: []}
+        for rep in range(repeat):
+            for w, client in clients.items():
+                wait_for_idle()
+                est = CNNFeatureTransformer(**params, cache_dir=tmp / f"cache-{w}-{rep}").fit()
+                cpu = client.run(cpu_seconds)
+                t = time.perf_counter()
+                with joblib.parallel_backend("dask", client=client):
+                    X = est.transform(paths)
+                walls[w].append(time.perf_counter() - t)
+                after = client.run(cpu_seconds)
+                stats = dict(est.cluster_stats_)
+                stats["worker_cpu_s"] = sum(after[k] - cpu[k] for k in cpu)
+                out[w].update(stats=stats, X=X, load=os.getloadavg()[0])
+        for w, info in out.items():
+            info["wall_s"] = statistics.median(walls[w])
+            info["walls"] = walls[w]
 
         # scheduler cost per partition: empty partitions, and bare no-op tasks
+        client = clients[2]
         est = CNNFeatureTransformer(**params, cache_dir=tmp / "overhead").fit()
         spec = _worker_spec(est, est._cache())
         m = 200
         client.gather(client.map(_extract_partition, [[]] * 8, spec=spec, pure=False))
         t = time.perf_counter()
         client.gather(client.map(_extract_partition, [[]] * m, spec=spec, pure=False))
-        out["empty_partition_s"] = (time.perf_counter() - t) / m
+        out[2]["empty_partition_s"] = (time.perf_counter() - t) / m
         t = time.perf_counter()
         client.gather(client.map(noop, range(m), pure=False))
-        out["noop_task_s"] = (time.perf_counter() - t) / m
+        out[2]["noop_task_s"] = (time.perf_counter() - t) / m
     return out
+
+
+def _cpu_busy(interval=2.0):
+    """Fraction of the machine's CPU time spent busy over ``interval`` seconds."""
+    def read():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    t0, i0 = read()
+    time.sleep(interval)
+    t1, i1 = read()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_for_idle(max_wait=120, busy=0.15):
+    """On a shared machine, wait (up to ``max_wait`` s) for the CPUs to be idle."""
+    if not os.path.exists("/proc/stat"):
+        return
+    deadline = time.monotonic() + max_wait
+    while time.monotonic() < deadline and _cpu_busy() > busy:
+        pass
 
 
 def write_bandwidth(tmp, n_rows, d, batch):
@@ -234,16 +268,16 @@ def main(argv=None):
         # one process, all cores, no cluster: the reference
         local = CNNFeatureTransformer(**params, cache_dir=tmp / "local").fit()
         local.transform(paths[:32])  # trace the CNN call
-        runs = []
-
-        def run_local():
-            est = CNNFeatureTransformer(**params, cache_dir=tmp / f"local-{len(runs)}")
-            runs.append(est)
-            return est.fit().transform(paths)
-
-        local_s, X_local = timed(run_local, repeat)
+        local_walls = []
+        for rep in range(repeat):
+            wait_for_idle()
+            est = CNNFeatureTransformer(**params, cache_dir=tmp / f"local-{rep}").fit()
+            local_s, X_local = timed(lambda est=est: est.transform(paths), repeat=1)
+            local_walls.append(local_s)
+        local_s = statistics.median(local_walls)
         local_load = os.getloadavg()[0]
-        res = {w: cluster_run(w, params, paths, repeat, tmp) for w in (1, 2)}
+        res = cluster_runs(params, paths, repeat, tmp)
+        wait_for_idle()
         ceiling = cnn_alone_scaling(params, 4 if args.quick else 8)
         for w in res:
             assert np.array_equal(res[w]["X"], X_local), "cluster features differ"
@@ -302,7 +336,9 @@ def main(argv=None):
     body = (
         f"{n} JPEG files (500x375, real photo patches), {BACKBONE} at {size} px, "
         f"batch_size=32, cache on the local disk (the shared file system of a one-machine "
-        f"cluster). Median of {repeat} run(s), each with an empty cache and warm workers. "
+        f"cluster). Median of {repeat} run(s), each with an empty cache and warm workers, "
+        "the 1- and 2-worker runs alternating, each started once the CPUs were idle "
+        "(other jobs share this machine). "
         "Every run gives exactly the features of the one-process run.\n\n"
         + markdown_table(["configuration", "worker processes", "wall s", "images/s",
                           "partitions", "model predicts s", "images per worker CPU-s",

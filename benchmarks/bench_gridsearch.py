@@ -53,8 +53,8 @@ def search(paths, labels, cache_dir, input_size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-per-class", type=int, default=20)
-    parser.add_argument("--input-size", type=int, default=96)
+    parser.add_argument("--n-per-class", type=int, default=40)
+    parser.add_argument("--input-size", type=int, default=160)
     args = parser.parse_args(argv)
     folder = make_photo_folder(WORK / f"grid_photos_{args.n_per_class}", n_per_class=args.n_per_class,
                                size=(128, 128), random_state=0, exist_ok=True)

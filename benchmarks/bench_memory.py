@@ -15,7 +15,6 @@ Target: RSS(70k) / RSS(1k) <= 1.15 and under 3 GB.
 import argparse
 import gzip
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import WORK, markdown_table, write_result  # noqa: E402
+from _common import WORK, markdown_table, peak_rss_mib, write_result  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
 CONFIGS = {"pooled": dict(pooling="avg", input_size=32), "un-pooled": dict(pooling=None, input_size=64)}
@@ -82,7 +81,7 @@ def child(n, config, out):
     t = time.perf_counter()
     store = cnn.extract(paths, labels, store=out)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    peak = peak_rss_mib()
     print(json.dumps({"n": len(store), "n_features": store.n_features, "peak_mib": peak,
                       "seconds": wall, "store_mib": Path(out).stat().st_size / 2**20}))
 

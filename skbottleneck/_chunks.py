@@ -491,6 +491,45 @@ class ChunkedInputMixin:
     def _check_params(self):
         raise NotImplementedError
 
+    def _predict_chunk(self, X):
+        """Predicted labels of one validated chunk (the estimator provides it)."""
+        raise NotImplementedError
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on arrays, or on a labelled FeatureStore / chunk iterable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
+            Test samples; a chunk source supplies its own labels.
+        y : array-like of shape (n_samples,), default=None
+            True labels for an array X (or replacing a store's labels).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, for an array X.
+
+        Returns
+        -------
+        score : float
+            Accuracy of ``predict``.
+        """
+        from sklearn.metrics import accuracy_score
+        from sklearn.utils.validation import check_is_fitted
+
+        if not is_chunk_source(X):
+            return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        check_is_fitted(self)
+        return self._score_source(as_chunk_source(X, y, sample_weight=sample_weight,
+                                                  chunk_size=self.chunk_size))
+
+    def _score_source(self, source):
+        """Accuracy over a chunk source, chunk by chunk (weighted when it has weights)."""
+        correct = total = 0.0
+        for X, y, w in self._chunks(source):
+            weights = np.ones(len(y)) if w is None else w
+            correct += np.sum(weights * (self._predict_chunk(X) == y))
+            total += np.sum(weights)
+        return float(correct / total) if total else 0.0
+
     def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
         """Validate an array up front, or wrap a chunk source (checked per chunk)."""
         if is_chunk_source(X):

@@ -455,7 +455,7 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     from distributed import as_completed
 
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             result = future.result()  # re-raises a task's error (after its retries)
             n = index[future.key]
             results[n] = result

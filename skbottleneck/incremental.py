@@ -22,7 +22,6 @@ from sklearn.base import (
     clone,
 )
 from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
@@ -30,13 +29,7 @@ from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._chunks import (
-    ChunkedInputMixin,
-    _seed,
-    as_chunk_source,
-    discover_classes,
-    is_chunk_source,
-)
+from ._chunks import ChunkedInputMixin, _seed, discover_classes
 
 __all__ = ["IncrementalClassifier"]
 
@@ -346,14 +339,8 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
             raise ValueError("The training data yielded no rows.")
         return scaler
 
-    def _score_source(self, source):
-        correct = total = 0
-        for X, y, w in self._chunks(source):
-            pred = self.estimator_.predict(self._transform(X))
-            weights = np.ones(len(y)) if w is None else w
-            correct += np.sum(weights * (pred == y))
-            total += np.sum(weights)
-        return float(correct / total) if total else 0.0
+    def _predict_chunk(self, X):
+        return self.estimator_.predict(self._transform(X))
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y=None, *, classes=None, sample_weight=None):
@@ -488,29 +475,6 @@ class IncrementalClassifier(ChunkedInputMixin, ClassifierMixin, MetaEstimatorMix
             As returned by the inner estimator's ``decision_function``.
         """
         return self._map_chunks(X, "decision_function")
-
-    def score(self, X, y=None, sample_weight=None):
-        """Mean accuracy on arrays, or on a labelled FeatureStore / chunk iterable.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
-            Test samples; a chunk source supplies its own labels.
-        y : array-like of shape (n_samples,), default=None
-            True labels for an array X (or replacing a store's labels).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights, for an array X.
-
-        Returns
-        -------
-        score : float
-            Accuracy of :meth:`predict`.
-        """
-        if not is_chunk_source(X):
-            return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
-        check_is_fitted(self)
-        return self._score_source(as_chunk_source(X, y, sample_weight=sample_weight,
-                                                  chunk_size=self.chunk_size))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

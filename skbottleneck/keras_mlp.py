@@ -17,13 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._chunks import (
-    ChunkedInputMixin,
-    _seed,
-    as_chunk_source,
-    discover_classes,
-    is_chunk_source,
-)
+from ._chunks import ChunkedInputMixin, _seed, discover_classes
 from ._keras import import_keras, import_tf
 
 __all__ = ["KerasMLPClassifier"]
@@ -474,32 +468,8 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def score(self, X, y=None, sample_weight=None):
-        """Mean accuracy on arrays, or on a labelled FeatureStore / chunk iterable.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), FeatureStore or iterable of chunks
-            Test samples; a chunk source supplies its own labels.
-        y : array-like of shape (n_samples,), default=None
-            True labels for an array X (or replacing a store's labels).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights, for an array X.
-
-        Returns
-        -------
-        score : float
-            Accuracy of :meth:`predict`.
-        """
-        if not is_chunk_source(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        check_is_fitted(self)
-        correct = total = 0
-        source = as_chunk_source(X, y, chunk_size=self.chunk_size)
-        for Xc, yc, _ in self._chunks(source):
-            correct += int(np.sum(self.classes_[np.argmax(self._proba(Xc), axis=1)] == yc))
-            total += len(yc)
-        return correct / total if total else 0.0
+    def _predict_chunk(self, X):
+        return self.classes_[np.argmax(self._proba(X), axis=1)]
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self):
