@@ -22,14 +22,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skbottleneck import CNNFeatureTransformer
-from skbottleneck.datasets import load_image_folder, make_photo_folder
+from skbottleneck.datasets import PHOTO_NAMES, load_image_folder, make_photo_folder
 
 
 def main(root="demo_data"):
     root = Path(root)
     t0 = time.perf_counter()
-    folder = make_photo_folder(root / "photos", n_per_class=60, size=(160, 160), random_state=0,
-                               exist_ok=True)
+    folder = make_photo_folder(root / "photos", classes=list(PHOTO_NAMES), n_per_class=40,
+                               size=(160, 160), random_state=0, exist_ok=True)
     paths, labels = load_image_folder(folder)
     print(f"{len(paths)} images in {len(set(labels))} classes under {folder}")
 

@@ -112,3 +112,45 @@ def test_extraction_killed_repeatedly_resumes_to_identical_features(photo_paths,
     reference = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=None).fit()
     np.testing.assert_array_equal(X, reference.transform(paths))
     np.testing.assert_array_equal(y, np.arange(len(paths)) % 3)
+
+
+_TRANSFORM = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from skbottleneck import CNNFeatureTransformer
+    paths = sys.argv[1].split(",")
+    cnn = CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
+                                batch_size=4, cache_dir=sys.argv[2]).fit()
+    np.save(sys.argv[3], cnn.transform(paths))
+    """
+)
+
+
+def test_four_processes_extracting_overlapping_sets_into_one_cache(photo_paths, tmp_path):
+    from skbottleneck import FeatureCache
+
+    paths = list(photo_paths[0])
+    cache_dir = tmp_path / "cache"
+    subsets = [paths[i * 6:i * 6 + 14] for i in range(4)]  # each overlaps its neighbours
+    procs = [subprocess.Popen([sys.executable, "-c", _TRANSFORM, ",".join(s), str(cache_dir),
+                               str(tmp_path / f"out{i}.npy")], stderr=subprocess.DEVNULL)
+             for i, s in enumerate(subsets)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+
+    single = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=None).fit()
+    for i, subset in enumerate(subsets):
+        np.testing.assert_array_equal(np.load(tmp_path / f"out{i}.npy"), single.transform(subset))
+    # every image: exactly one readable row in the cache, equal to a single-process run
+    cnn = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=cache_dir).fit()
+    cache = FeatureCache(cache_dir, cnn.fingerprint_, dtype="float32")
+    cache.compact(min_shards=1)
+    from skbottleneck.store import file_keys
+
+    covered = sorted({p for s in subsets for p in s})
+    keys = file_keys(covered)
+    assert cache.lookup(keys).all() and len(cache) == len(set(keys))
+    np.testing.assert_array_equal(cache.read(keys), single.transform(covered))
+    before = cnn_image_count()
+    cnn.transform(covered)
+    assert cnn_image_count() == before
