@@ -4,10 +4,17 @@ the package's docstrings (both run by ``make test``).
 Every run gets a private feature cache, so tests never touch the user's.
 """
 
+import importlib.util
 import os
 import tempfile
 
 import pytest
+
+# The examples of skbottleneck/distributed.py need the optional [dask] extra;
+# tests/test_distributed.py skips itself (pytest.importorskip) without it.
+collect_ignore = []
+if importlib.util.find_spec("distributed") is None:
+    collect_ignore.append("skbottleneck/distributed.py")
 
 os.environ["SKBOTTLENECK_CACHE_DIR"] = tempfile.mkdtemp(prefix="skb-test-cache-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -6,6 +6,8 @@ The classifier heads accept three kinds of training data:
 - a :class:`~skbottleneck.FeatureStore`, or any object with an
   ``iter_chunks(chunk_size, *, shuffle, random_state)`` method yielding
   ``(X_chunk, y_chunk)`` (duck-typed: this module never imports the store);
+- a ``dask.array`` (with ``y`` as an array or a dask array), read block by
+  block through :class:`skbottleneck.distributed.DaskChunks`;
 - an iterable of chunks: a list of ``(X_chunk, y_chunk)`` tuples, an object
   whose ``__iter__`` returns a fresh iterator on each call, a callable that
   returns a fresh iterator, or a one-shot iterator/generator (readable once).
@@ -73,7 +75,7 @@ def is_chunk_source(X):
     >>> is_chunk_source([(X, y)]), is_chunk_source(lambda: iter([(X, y)]))
     (True, True)
     """
-    if hasattr(X, "iter_chunks"):
+    if hasattr(X, "iter_chunks") or _is_dask_array(X):
         return True
     if isinstance(X, (np.ndarray, str, bytes)) or sparse.issparse(X):
         return False
@@ -91,6 +93,11 @@ def is_chunk_source(X):
     if callable(X):
         return True
     return hasattr(X, "__iter__") or hasattr(X, "__next__")
+
+
+def _is_dask_array(X):
+    """A ``dask.array.Array`` (told without importing dask)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "blocks")
 
 
 class ChunkSource:
@@ -389,6 +396,12 @@ def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024):
     """
     if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
+    if _is_dask_array(X):  # blocks computed one at a time, in shuffled order
+        from .distributed import DaskChunks
+
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported with a dask array.")
+        return StoreChunks(DaskChunks(X, y), chunk_size=chunk_size)
     if hasattr(X, "iter_chunks"):
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported with a FeatureStore.")

@@ -138,6 +138,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         Indices (into the last input) of the rows the last ``transform`` returned.
     extraction_stats_ : dict
         Counts and per-stage seconds of the last ``transform``/``extract``.
+    cluster_stats_ : dict
+        After a ``transform``/``extract`` on a Dask cluster: partitions,
+        images per worker, seconds (see
+        :func:`skbottleneck.distributed.fill_cache_on_cluster`).
 
     Examples
     --------
@@ -463,7 +467,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         return failed
 
     def _run_cnn(self, paths, groups, sink, cache, keys, write, fail, stats):
-        runner = self._runner()
+        runner = None  # built at the first readable image: none when all fail
         height, width = self.input_size_
         batch_size = self.batch_size
         firsts = [g[0] for g in groups]
@@ -515,6 +519,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                             ok_groups.append(g)
                     if not images:
                         continue
+                    if runner is None:
+                        runner = self._runner()
                     t = time.perf_counter()
                     feats = runner(np.stack(images))
                     stats["cnn_s"] += time.perf_counter() - t

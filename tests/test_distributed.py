@@ -236,14 +236,6 @@ def test_refused_without_a_shareable_cache(client, data, tmp_path):
         est.transform(data["paths"][:4])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Keras draws the default seeds of its initialisers from Python's global random "
-    "module, which a Dask worker's other threads draw from too: seeded random weights built "
-    "in a worker are not reproducible until backbones._registry._seeded uses a private "
-    "generator. The workers' weights check refuses them (RuntimeError) rather than caching "
-    "wrong features.",
-)
 def test_seeded_random_weights_give_the_same_features_on_a_worker(client, data, tmp_path):
     est = CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
                                 cache_dir=tmp_path / "cache").fit()
@@ -305,7 +297,7 @@ def test_without_dask_the_package_works(data, tmp_path):
         class NoDask:
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in ("dask", "distributed"):
-                    raise ImportError(f"No module named {{name!r}} (blocked)")
+                    raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)")
 
         sys.meta_path.insert(0, NoDask())
         import joblib

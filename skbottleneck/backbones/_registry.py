@@ -27,6 +27,7 @@ import importlib.metadata
 import os
 import random
 import socket
+import threading
 import urllib.error
 from numbers import Integral
 
@@ -103,20 +104,44 @@ def _download_timeout(seconds):
         socket.setdefaulttimeout(previous)
 
 
+_SEED_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _seeded(random_state):
-    """Seed Keras' initialisers; restore Python's and NumPy's global RNGs after."""
+    """Seed Keras' initialisers; restore Python's and NumPy's global RNGs after.
+
+    Keras draws the default seed of every initialiser from Python's global
+    ``random`` module, which other threads of the process may draw from
+    meanwhile (a Dask worker's event loop does, every few milliseconds): the
+    weights would then depend on them. During the build Keras draws from a
+    private generator instead, seeded like the global one, so the weights
+    are the same as in a quiet process, whatever other threads do.
+    """
     if random_state is None:
         yield
         return
+    keras = import_keras()
+    try:  # where Keras 3 draws default seeds (a private module: may move)
+        from keras.src.random import seed_generator
+    except ImportError:  # pragma: no cover - other Keras layouts: global seeding only
+        seed_generator = None
+    private = seed_generator is not None and hasattr(seed_generator, "python_random")
+
     python_state = random.getstate()
     numpy_state = np.random.get_state()
-    import_keras().utils.set_random_seed(int(random_state))
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+    with _SEED_LOCK:  # one seeded build at a time per process
+        keras.utils.set_random_seed(int(random_state))
+        if private:
+            shared = seed_generator.python_random
+            seed_generator.python_random = random.Random(int(random_state))
+        try:
+            yield
+        finally:
+            if private:
+                seed_generator.python_random = shared
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def _check_random_state(random_state):
