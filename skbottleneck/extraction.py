@@ -232,10 +232,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             self._check_store(X)
         return self
 
-    def fit_transform(self, X, y=None, **fit_params):
-        """Fit, then transform ``X`` (see :meth:`transform`)."""
-        return self.fit(X, y).transform(X)
-
     # ------------------------------------------------------------ transform
     def transform(self, X):
         """Compute the features of the images in ``X``.
