@@ -32,6 +32,7 @@ from skbottleneck.backbones import (
     load_torch_state_dict,
     weights_identity,
 )
+from skbottleneck._fold import fold_batch_norm
 from skbottleneck.backbones._efficientnet_lite import lite0_weights_path
 
 REQUIRED_BACKBONES = [
@@ -563,6 +564,24 @@ def test_every_backbone_builds_with_random_weights(name):
     assert model.input_shape == (None, size, size, 3)
     assert len(model.output_shape) == 4
     assert model.output_shape[-1] == backbone.feature_dim
-    out = np.asarray(model(backbone.preprocess(_rgb_batch((1, size, size, 3))),
-                           training=False))
+    x = backbone.preprocess(_rgb_batch((2, size, size, 3)))
+    out = np.asarray(model(x, training=False))
     assert np.isfinite(out).all()
+
+    # Batch normalisation folded into the convolutions computes the same
+    # function. Random statistics first: with the initial ones (mean 0,
+    # variance 1) a fold on the wrong axis would go unnoticed.
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            for w in layer.weights:
+                kind = w.path.rsplit("/", 1)[-1]
+                low, high = (0.5, 2.0) if kind == "moving_variance" else (0.5, 1.5)
+                values = (rng.uniform(low, high, w.shape) if kind in ("moving_variance", "gamma")
+                          else rng.normal(0, 0.1, w.shape))
+                w.assign(values.astype("float32"))
+    expected = np.asarray(model(x, training=False))
+    folded, n_folded = fold_batch_norm(model)
+    assert (n_folded > 0) == (name not in ("vgg16", "vgg19", "convnext_tiny")), n_folded
+    got = np.asarray(folded(x, training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -133,3 +133,17 @@ def test_folded_lite0_still_sees_a_cat(tmp_path):
     assert 281 <= int(np.argmax(probs_folded)) <= 285  # the ImageNet cat classes
     assert int(np.argmax(probs_folded)) == int(np.argmax(probs))
     np.testing.assert_allclose(probs_folded, probs, atol=1e-4)
+
+
+def test_mixed_precision_runs_folded_and_restores_the_policy(photo_paths):
+    """float16 compute (for GPUs; it also runs, slowly, on a CPU): close to float32."""
+    paths = photo_paths[0][:4]
+    kwargs = dict(weights=None, random_state=0, input_size=(32, 32), cache_dir=None)
+    X32 = CNNFeatureTransformer("resnet50", **kwargs).fit().transform(paths)
+    cnn16 = CNNFeatureTransformer("resnet50", mixed_precision=True, **kwargs).fit()
+    X16 = cnn16.transform(paths)
+    assert cnn16.extraction_stats_["bn_folded"] == 53
+    assert X16.dtype == np.float32 and np.isfinite(X16).all()
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert not np.array_equal(X16, X32)  # it did compute in float16
+    np.testing.assert_allclose(X16, X32, rtol=0.05, atol=0.02 * np.abs(X32).max())
