@@ -572,7 +572,10 @@ def cmd_extract(args):
     t0 = time.perf_counter()
     failed = []
     try:
-        store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
+        with warnings.catch_warnings():
+            # skipped images are reported below, with the errors file
+            warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
+            store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
         failed = list(getattr(transformer, "failed_", []) or [])
     except FileExistsError as e:
         message = str(e.strerror or e).replace("overwrite=True", "--overwrite")
@@ -582,16 +585,10 @@ def cmd_extract(args):
         if args.on_error != "skip" or not failed:
             raise CLIError(f"{e} (--on-error skip leaves unreadable images out; rerunning keeps "
                            "the features already extracted)", EXIT_FAILURE) from e
-        # The store needs every image: extract again without the failed ones
-        # (their features come back from the cache, or are recomputed with --no-cache).
-        bad = {p for p, _ in failed}
-        keep = np.asarray([os.fspath(p) not in bad for p in paths])
-        if not keep.any():
-            _write_errors(errors_file, failed)
-            raise CLIError(f"none of the {len(paths)} images could be read; see {errors_file}",
-                           EXIT_FAILURE) from None
-        store = transformer.extract(paths[keep], None if labels is None else labels[keep],
-                                    store=out, overwrite=True)
+        # extract() keeps the readable images; it raises only when there are none
+        _write_errors(errors_file, failed)
+        raise CLIError(f"none of the {len(paths)} images could be read; see {errors_file}",
+                       EXIT_FAILURE) from None
     elapsed = time.perf_counter() - t0
     if failed:
         _write_errors(errors_file, failed)

@@ -108,9 +108,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     on_error : {"raise", "skip"}, default="raise"
         What to do with an image that cannot be read. ``"raise"`` raises an
         :class:`~skbottleneck.ImageError` naming the file and the reason.
-        ``"skip"`` leaves it out of the output (so fewer rows come back),
-        warns, and lists it in ``failed_``; ``kept_`` gives the indices of
-        the rows that were kept.
+        ``"skip"`` leaves it out of the output (so fewer rows come back, or
+        a store of the readable images from ``extract``), warns, and lists
+        it in ``failed_``; ``kept_`` gives the indices of the rows that were
+        kept.
     decode_threads : int or None, default=None
         Threads decoding images while the CNN runs. ``None``: ``min(4, cpu_count)``.
     mixed_precision : bool, default=False
@@ -306,9 +307,20 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         store : FeatureStore
-            The finished store, open for reading.
+            The finished store, open for reading. With ``on_error="skip"``
+            it holds the readable images only, in order; ``failed_`` and the
+            store's ``metadata["skipped_images"]`` (JSON) list the others
+            with the reason. Calling again with the same arguments returns
+            the same store without reading an image; with ``overwrite=True``
+            the unreadable images are tried again.
+
+        Raises
+        ------
+        ImageError
+            An image cannot be read and ``on_error="raise"``, or none can be
+            read. The features already extracted are kept for the next call.
         """
-        from .store import StoreWriter, check_disk_space
+        from .store import FeatureStore, StoreWriter, check_disk_space
 
         if not hasattr(self, "n_features_out_"):
             self.fit()
@@ -339,15 +351,28 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                              what=f"features of {len(rows)} images x {self.n_features_out_} x {itemsize} bytes",
                              verbose=self.verbose)
         failed = self._extract_into(paths, rows, writer.write_rows, write_in_background=True)
+        if writer.finished:  # a store of the readable images lists the others
+            with FeatureStore(writer.path) as done:
+                failed = [tuple(f) for f in json.loads(done.metadata.get("skipped_images", "[]"))]
         self.failed_ = failed
-        if failed:
-            raise ImageError(
-                failed[0][0],
-                f"{failed[0][1]} ({len(failed)} images could not be read; a store needs every "
-                "image: remove them from the list, e.g. using failed_, and call extract again; "
-                "the features already extracted are kept)",
-            )
-        return writer.finalize()
+        bad = {path for path, _ in failed}
+        self.kept_ = keep = np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad \
+            else np.arange(len(paths))
+        if writer.finished or not failed:
+            return writer.finalize()
+        if len(keep) == 0:
+            raise ImageError(failed[0][0], f"{failed[0][1]} (none of the {len(paths)} images "
+                                           "could be read; see failed_)")
+        # on_error="skip": the store holds the readable images, in order
+        store = writer.finalize_subset(keep, metadata={"skipped_images": json.dumps(failed)})
+        warnings.warn(
+            f"{len(failed)} of {len(paths)} images could not be read and were left out of "
+            f"{store.path} (see failed_): {failed[0][0]}: {failed[0][1]}"
+            + (" ..." if len(failed) > 1 else ""),
+            UserWarning,
+            stacklevel=2,
+        )
+        return store
 
     # ------------------------------------------------------------- pipeline
     def _extract_on_cluster(self, paths, client):

@@ -134,6 +134,7 @@ from ._fileio import (
     _python_attr,
     _raw_layout,
     _read_rows_at,
+    _read_rows_at,
     _read_rows_h5,
     _row_offsets,
     _sha256,
@@ -167,6 +168,10 @@ RESERVED_ATTRS = frozenset({
     "schema", "format_version", "n_rows", "n_features", "storage_dtype", "created",
     "paths_sha256", "labels_sha256", "keys_sha256", "metadata_sha256", "metadata_json",
 })
+#: Metadata key of a store written by :meth:`StoreWriter.finalize_subset`:
+#: the identity of the full writer it was cut from.
+SUBSET_OF_ATTR = "subset_of"
+_SUBSET_COPY_BYTES = 32 << 20  # rows copied per step by finalize_subset
 _BLOCK_BYTES = 128 * 1024  # rows kept together when iter_chunks shuffles
 
 
@@ -455,6 +460,8 @@ class StoreWriter:
     def _start(self):
         if os.path.exists(self.path):
             diff = self._differences_with_finished()
+            if diff and not self.overwrite and self._is_subset_for_this():
+                diff = ""
             if not diff:
                 self._finished = True
                 self._done[:] = True
@@ -556,6 +563,14 @@ class StoreWriter:
             return f"not a readable skbottleneck store: {e}"
         changed = [k for k, v in self._identity.items() if attrs.get(k) != v]
         return ", ".join(f"other {k.replace('_sha256', '')}" for k in changed)
+
+    def _is_subset_for_this(self):
+        """Whether ``path`` is a store that :meth:`finalize_subset` wrote for these arguments."""
+        try:
+            with FeatureStore(self.path) as store:
+                return store.metadata.get(SUBSET_OF_ATTR) == _canonical_json(self._identity)
+        except (UnsupportedFormatError, OSError):
+            return False
 
     def _create_data_file(self):
         import h5py
@@ -765,6 +780,71 @@ class StoreWriter:
                 _fsync_dir(os.path.dirname(self.path))
                 self._finished = True
                 shutil.rmtree(self.partial_dir, ignore_errors=True)
+        return FeatureStore(self.path)
+
+    def finalize_subset(self, rows, metadata=None):
+        """Publish a store of only some rows at :attr:`path` (e.g. the readable images).
+
+        The rows are copied, in order, into a new store file assembled in
+        :attr:`partial_dir`, which then replaces :attr:`path` atomically. It
+        records what it was cut from, so that a writer created again with
+        the same arguments finds it finished (a rerun is a no-op; with
+        ``overwrite=True`` it starts again, the left-out rows included).
+        Killed during the copy, a rerun resumes it.
+
+        Parameters
+        ----------
+        rows : array-like of int
+            The rows to keep (sorted and deduplicated); each must be written.
+        metadata : dict, default=None
+            Added to the store's metadata (e.g. which rows were left out, and why).
+
+        Returns
+        -------
+        store : FeatureStore
+            The finished store, open for reading.
+        """
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) == self.n_rows:
+            return self.finalize()
+        if len(rows) == 0:
+            raise ValueError(f"finalize_subset needs at least one row of {self.path}.")
+        if self._finished:
+            return FeatureStore(self.path)
+        missing = rows[~self._done[rows]]
+        if len(missing):
+            raise ValueError(
+                f"{len(missing)} of the rows to keep in {self.path} have not been written yet "
+                f"(first: row {missing[0]}, {self._paths[missing[0]]!r})."
+            )
+        meta = dict(self.metadata)
+        meta.update(metadata or {})
+        meta[SUBSET_OF_ATTR] = _canonical_json(self._identity)
+        sub = StoreWriter(
+            os.path.join(self.partial_dir, "subset.h5"),
+            paths=[self._paths[r] for r in rows],
+            labels=None if self._labels is None else self._labels[rows],
+            keys=None if self._keys is None else [k.tobytes() for k in self._keys[rows]],
+            n_features=self.n_features, dtype=self.dtype, metadata=meta,
+            chunk_rows=self.chunk_rows, overwrite=True,
+        )
+        with self._lock:
+            offsets = _row_offsets(rows, self._firsts, self._offsets, self._row_nbytes)
+            step = max(1, _SUBSET_COPY_BYTES // self._row_nbytes)
+            todo = sub.missing_rows()
+            for i in range(0, len(todo), step):
+                dst = todo[i:i + step]
+                block = np.empty((len(dst), self.n_features), dtype=self._store_dtype)
+                _read_rows_at(self._fd, offsets[dst], np.arange(len(dst)), block,
+                              self._row_nbytes, self._store_dtype)
+                sub.write_rows(dst, block)
+            sub.finalize().close()
+            os.close(self._fd)
+            self._fd = None
+            os.replace(sub.path, self.path)
+            _fsync_dir(os.path.dirname(self.path))
+            self._finished = True
+            shutil.rmtree(self.partial_dir, ignore_errors=True)
         return FeatureStore(self.path)
 
     def close(self):

@@ -1,5 +1,6 @@
 """CNNFeatureTransformer on real image files with real (small, seeded) Keras models."""
 
+import json
 import os
 import pickle
 import pickletools
@@ -295,6 +296,57 @@ def test_extract_writes_a_store_equal_to_transform(images, tmp_path):
     before = cnn_image_count()
     cnn.extract(images, labels, store=tmp_path / "features.h5")
     assert cnn_image_count() == before
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_extract_with_skip_finishes_a_store_of_the_readable_images(images, tmp_path, cache):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    missing = str(tmp_path / "missing.png")
+    paths = [images[0], str(bad), images[1], images[2], missing, images[3]]
+    labels = np.array(["a", "b", "c", "d", "e", "f"])
+    out = tmp_path / "features.h5"
+    cnn = small(on_error="skip", cache_dir=(tmp_path / "cache") if cache else None)
+    with pytest.warns(UserWarning, match="2 of 6 images could not be read"):
+        store = cnn.extract(paths, labels, store=out)
+    assert [p for p, _ in cnn.failed_] == [str(bad), missing]
+    np.testing.assert_array_equal(cnn.kept_, [0, 2, 3, 5])
+    # the readable images, in order, with their labels and their true features
+    assert list(store.paths) == [images[0], images[1], images[2], images[3]]
+    X, y = store.read_rows(np.arange(4))
+    np.testing.assert_array_equal(y, ["a", "c", "d", "f"])
+    np.testing.assert_allclose(X, small(cache_dir=None).fit_transform(images[:4]),
+                               rtol=1e-5, atol=1e-6)
+    skipped = json.loads(store.metadata["skipped_images"])
+    assert [p for p, _ in skipped] == [str(bad), missing]
+    assert not os.path.exists(str(out) + ".partial")
+    store.close()
+
+    # the same call again: the store is finished, no image is read
+    before = cnn_image_count()
+    again = small(on_error="skip", cache_dir=None).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: nothing was read
+        store = again.extract(paths, labels, store=out)
+    assert cnn_image_count() == before
+    assert len(store) == 4 and again.failed_ == cnn.failed_
+    np.testing.assert_array_equal(again.kept_, [0, 2, 3, 5])
+    store.close()
+
+    # the unreadable file mended: the next call re-extracts the whole list
+    shutil.copy(images[4], bad)
+    with pytest.warns(UserWarning, match="1 of 6 images could not be read"):
+        store = small(on_error="skip", cache_dir=None).extract(paths, labels, store=out,
+                                                               overwrite=True)
+    assert len(store) == 5 and str(bad) in list(store.paths)
+
+
+def test_extract_with_skip_and_nothing_readable_raises(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="none of the 1 images could be read"):
+        small(on_error="skip", cache_dir=None).extract([str(bad)], store=tmp_path / "f.h5")
+    assert not (tmp_path / "f.h5").exists()
 
 
 def test_pipeline_trains_on_a_store_and_predicts_from_paths(photo_paths, tmp_path):

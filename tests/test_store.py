@@ -471,3 +471,57 @@ def test_doctests(tmp_path):
         test.globs["tmp_dir"].mkdir()
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+# ------------------------------------------------------------ finalize_subset
+def test_finalize_subset_copies_the_kept_rows_and_resumes_after_a_crash(tmp_path, monkeypatch):
+    paths, labels, keys = dataset(50)
+    d = 24
+    feats = synthetic_features(keys, d)
+    out = tmp_path / "subset.h5"
+    kwargs = dict(paths=paths, labels=labels, keys=keys, n_features=d, metadata=METADATA)
+    keep = np.setdiff1d(np.arange(50), [3, 17, 18, 49])
+    writer = StoreWriter(out, **kwargs)
+    writer.write_rows(keep, feats[keep])  # rows 3, 17, 18, 49 never come
+    with pytest.raises(ValueError, match="have not been written"):
+        writer.finalize_subset([0, 3])
+
+    # crash in the middle of the copy (4 rows per step; the third step fails)
+    monkeypatch.setattr(store_module, "_SUBSET_COPY_BYTES", 4 * d * 4)
+    real_write_rows, calls, crash = StoreWriter.write_rows, [], [True]
+
+    def failing_write_rows(self, rows, features):
+        if self.path.endswith(os.path.join(".partial", "subset.h5")):
+            calls.append(len(rows))
+            if crash[0] and len(calls) == 3:
+                raise OSError("simulated crash")
+        return real_write_rows(self, rows, features)
+
+    monkeypatch.setattr(StoreWriter, "write_rows", failing_write_rows)
+    with pytest.raises(OSError, match="simulated crash"):
+        writer.finalize_subset(keep, metadata={"skipped_images": "[]"})
+    writer.close()
+    assert not out.exists()
+
+    # a new writer with the same arguments resumes: only the rest is copied
+    calls.clear()
+    crash[0] = False
+    writer = StoreWriter(out, **kwargs)
+    assert list(writer.missing_rows()) == [3, 17, 18, 49]
+    store = writer.finalize_subset(keep, metadata={"skipped_images": "[]"})
+    assert sum(calls) == len(keep) - 8  # two steps of 4 rows were already durable
+    assert not os.path.exists(str(out) + ".partial")
+    X, y = store.read_rows(np.arange(len(keep)))
+    np.testing.assert_array_equal(X, feats[keep])
+    np.testing.assert_array_equal(y, labels[keep])
+    assert list(store.paths) == [paths[i] for i in keep]
+    assert list(store.keys) == [keys[i] for i in keep]
+    store.close()
+
+    # the same arguments again: finished, nothing to write
+    again = StoreWriter(out, **kwargs)
+    assert again.finished and len(again.missing_rows()) == 0
+    # other arguments: the subset store is not taken for theirs
+    other_paths, _, _ = dataset(51)
+    with pytest.raises(FileExistsError):
+        StoreWriter(out, paths=other_paths, n_features=d, metadata=METADATA)
