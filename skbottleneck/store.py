@@ -134,7 +134,6 @@ from ._fileio import (
     _python_attr,
     _raw_layout,
     _read_rows_at,
-    _read_rows_at,
     _read_rows_h5,
     _row_offsets,
     _sha256,
