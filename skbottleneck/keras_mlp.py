@@ -81,7 +81,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         rows within chunks for an iterable).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, compute the validation
-        loss after each epoch, stop when it has not decreased by at least
+        loss after each epoch (weighted like the training loss), stop when it has not decreased by at least
         ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of
         the best epoch (like ``keras.callbacks.EarlyStopping(
         restore_best_weights=True)`` on ``val_loss``).
@@ -91,6 +91,13 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         Epochs without improvement before stopping.
     tol : float, default=1e-4
         Smallest decrease of the validation loss that counts as improvement.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, ``{label: weight}``; classes not
+        listed weigh 1. ``"balanced"`` weighs each class by
+        ``n_samples / (n_classes * count)`` (as scikit-learn does), from the
+        training labels: known without a pass for arrays and a
+        FeatureStore, one extra pass over the labels for a chunk iterable.
+        Multiplies ``sample_weight``. ``partial_fit`` takes a dict only.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation, the dropout masks, the shuffling and
         the held-out split. With an int, two fits give the same model (on a
@@ -162,6 +169,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -181,6 +189,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         tol=1e-4,
+        class_weight=None,
         random_state=None,
         verbose=0,
     ):
@@ -197,6 +206,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.class_weight = class_weight
         self.random_state = random_state
         self.verbose = verbose
 
@@ -230,17 +240,22 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         optimizer.build(model.trainable_variables)
         loss_fn = keras.losses.SparseCategoricalCrossentropy()
 
-        def train_chunk(x, y, batch_size):
-            """Mini-batch steps over one chunk; returns (sum of losses, correct)."""
+        def train_chunk(x, y, w, batch_size):
+            """Mini-batch steps over one chunk; returns (sum of losses, correct).
+
+            The loss of a batch is ``sum(w * loss) / len(batch)``, as Keras
+            weighs samples (weights of 1 give the plain mean).
+            """
             n = tf.shape(x)[0]
             total_loss = tf.constant(0.0)
             correct = tf.constant(0.0)
             for start in tf.range(0, n, batch_size):
                 xb = x[start:start + batch_size]
                 yb = y[start:start + batch_size]
+                wb = w[start:start + batch_size]
                 with tf.GradientTape() as tape:
                     proba = model(xb, training=True)
-                    loss = loss_fn(yb, proba)
+                    loss = loss_fn(yb, proba, sample_weight=wb)
                 grads = tape.gradient(loss, model.trainable_variables)
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))
                 rows = tf.cast(tf.shape(xb)[0], tf.float32)
@@ -256,6 +271,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
             input_signature=[
                 tf.TensorSpec((None, n_features), tf.float32),
                 tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((None,), tf.float32),
                 tf.TensorSpec((), tf.int32),
             ],
             jit_compile=False,  # XLA compiles slowly and runs slower on CPU
@@ -289,11 +305,15 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         )
         loss = correct = 0.0
         n_rows = 0
-        for X, y, _ in chunks:
+        for X, y, w in chunks:
             if getattr(self, "model_", None) is None:
                 self._build(X.shape[1], len(self.classes_), self._init_seed)
             X = np.ascontiguousarray(X, dtype=np.float32)
-            chunk_loss, chunk_correct = self._train_chunk(X, self._encode(y), self.batch_size)
+            idx = self._encode(y)
+            weights = self._class_weights_[idx]
+            if w is not None:
+                weights = weights * np.asarray(w, dtype=np.float32)
+            chunk_loss, chunk_correct = self._train_chunk(X, idx, weights, self.batch_size)
             loss += float(chunk_loss)
             correct += float(chunk_correct)
             n_rows += X.shape[0]
@@ -302,17 +322,26 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         return loss / n_rows, correct / n_rows, n_rows
 
     def _evaluate(self, source):
-        """Loss and accuracy on a held-out source, chunk by chunk."""
-        loss = correct = 0.0
+        """Loss and accuracy on a held-out source, chunk by chunk.
+
+        The loss is weighted as in training (class and sample weights, a
+        weighted mean), so that early stopping keeps the best epoch of the
+        objective being trained; the accuracy is not weighted.
+        """
+        loss = correct = total_weight = 0.0
         n_rows = 0
-        for X, y, _ in self._chunks(source):
+        for X, y, w in self._chunks(source):
             proba = self._proba(X)
             idx = self._encode(y)
+            weights = self._class_weights_[idx].astype(np.float64)
+            if w is not None:
+                weights = weights * np.asarray(w, dtype=np.float64)
             p = np.clip(proba[np.arange(len(idx)), idx], _EPS, 1 - _EPS)
-            loss -= float(np.sum(np.log(p)))
+            loss -= float(np.sum(weights * np.log(p)))
+            total_weight += float(np.sum(weights))
             correct += float(np.sum(np.argmax(proba, axis=1) == idx))
             n_rows += len(idx)
-        return loss / max(n_rows, 1), correct / max(n_rows, 1)
+        return loss / max(total_weight, _EPS), correct / max(n_rows, 1)
 
     def _set_classes(self, classes):
         if len(classes) < 2:
@@ -321,6 +350,27 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
                 f"{classes!r}."
             )
         self.classes_ = classes
+
+    def _class_weight_vector(self, source):
+        """float32 weight of each class of ``classes_`` from ``class_weight``."""
+        weights = np.ones(len(self.classes_), dtype=np.float32)
+        if self.class_weight is None:
+            return weights
+        if isinstance(self.class_weight, str):  # "balanced"
+            from sklearn.utils.class_weight import compute_class_weight
+
+            labels = source.known_labels()
+            if labels is None:  # a chunk iterable: one pass over its labels
+                labels = np.concatenate([y for _, y, _ in self._chunks(source)])
+            return compute_class_weight("balanced", classes=self.classes_,
+                                        y=np.asarray(labels)).astype(np.float32)
+        unknown = [c for c in self.class_weight if c not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight names classes not in the data: {unknown!r}; "
+                             f"classes_ is {self.classes_!r}.")
+        for i, c in enumerate(self.classes_.tolist()):
+            weights[i] = self.class_weight.get(c, 1.0)
+        return weights
 
     def _reset(self, rng):
         _hidden_sizes(self.hidden_layer_sizes)  # fail early on a bad value
@@ -331,7 +381,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         self.history_ = {"loss": [], "accuracy": []}
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, *, classes=None):
+    def fit(self, X, y=None, *, classes=None, sample_weight=None):
         """Train a new network for ``epochs`` passes over the data.
 
         Parameters
@@ -344,6 +394,9 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
             Labels for an array X (or replacing a FeatureStore's labels).
         classes : array-like of shape (n_classes,), default=None
             All classes; found in the data when None.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the loss, for an array X (chunk iterables
+            may yield ``(X, y, sample_weight)`` triples instead).
 
         Returns
         -------
@@ -352,13 +405,14 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         """
         rng = check_random_state(self.random_state)
         self._reset(rng)
-        source = self._source(X, y, reset=True)
+        source = self._source(X, y, sample_weight, reset=True)
         self._passes_needed(source, classes, self.epochs, self.early_stopping)
         first_reset = not source.validated
         if classes is None and source.known_labels() is None:
             classes = self._collect_classes(source)
             first_reset = False
         self._set_classes(discover_classes(source, classes))
+        self._class_weights_ = self._class_weight_vector(source)
         train, held_out = source, None
         if self.early_stopping:
             train, held_out = source.split(self.validation_fraction, rng)
@@ -390,7 +444,7 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None, *, classes=None):
+    def partial_fit(self, X, y=None, *, classes=None, sample_weight=None):
         """Train for one pass over the given data, creating the network if needed.
 
         Parameters
@@ -402,6 +456,8 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), default=None
             All classes that will ever be seen: required on the first call,
             must match ``classes_`` afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the loss.
 
         Returns
         -------
@@ -409,6 +465,12 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
             The updated estimator.
         """
         first_call = not hasattr(self, "classes_")
+        if isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight='balanced' needs the labels of the whole training set, which "
+                "partial_fit does not see; pass a dict, e.g. from "
+                "sklearn.utils.class_weight.compute_class_weight."
+            )
         rng = check_random_state(self.random_state) if first_call else self._rng
         if first_call:
             if classes is None:
@@ -418,12 +480,13 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
                 )
             self._reset(rng)
             self._set_classes(discover_classes(None, classes))
+            self._class_weights_ = self._class_weight_vector(None)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={classes!r} is not the same as on the first call to "
                 f"partial_fit or fit: {self.classes_!r}."
             )
-        source = self._source(X, y, reset=first_call)
+        source = self._source(X, y, sample_weight, reset=first_call)
         loss, accuracy, _ = self._epoch(source, rng, first_call and not source.validated)
         self.n_iter_ += 1
         self.history_["loss"].append(loss)

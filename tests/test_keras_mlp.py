@@ -314,3 +314,76 @@ def test_proof_peak_memory_is_bounded_by_the_chunk_size(tmp_path):
     print(json.dumps({"peaks": peaks, "training_mib": extra, "growth_mib": growth_mib,
                       "extra_data_mib": extra_data_mib}))
     assert growth_mib < 30, peaks  # against 176 MiB more data
+
+
+# ------------------------------------------------------ sample and class weights
+def _imbalanced():
+    """Digits 0 (many rows) against 8 (a few): a minority class to weigh."""
+    X, y = scaled_digits()
+    rng = np.random.default_rng(0)
+    zeros = np.flatnonzero(y == 0)
+    eights = rng.choice(np.flatnonzero(y == 8), 12, replace=False)
+    rows = rng.permutation(np.concatenate([zeros, eights]))
+    others = np.setdiff1d(np.flatnonzero(y == 8), eights)
+    return X[rows], y[rows], X[others]
+
+
+def test_weights_of_one_change_nothing(split_digits):
+    X_train, X_test, y_train, _ = split_digits
+    plain = small().fit(X_train, y_train).predict_proba(X_test)
+    ones = small().fit(X_train, y_train, sample_weight=np.ones(len(y_train))).predict_proba(X_test)
+    np.testing.assert_array_equal(ones, plain)
+    same = small(class_weight={c: 1.0 for c in range(10)}).fit(X_train, y_train)
+    np.testing.assert_array_equal(same.predict_proba(X_test), plain)
+
+
+def test_balanced_class_weight_finds_the_minority_class():
+    X, y, X_eights = _imbalanced()
+    kwargs = dict(hidden_layer_sizes=(), epochs=2, learning_rate=0.01, random_state=0)
+    plain = KerasMLPClassifier(**kwargs).fit(X, y)
+    balanced = KerasMLPClassifier(class_weight="balanced", **kwargs).fit(X, y)
+    recall_plain = np.mean(plain.predict(X_eights) == 8)
+    recall_balanced = np.mean(balanced.predict(X_eights) == 8)
+    assert recall_balanced > recall_plain + 0.2, (recall_plain, recall_balanced)
+    # "balanced" is scikit-learn's formula, and a dict of it trains the same model
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = compute_class_weight("balanced", classes=np.array([0, 8]), y=y)
+    np.testing.assert_allclose(balanced._class_weights_, weights, rtol=1e-6)
+    as_dict = KerasMLPClassifier(class_weight=dict(zip([0, 8], weights)), **kwargs).fit(X, y)
+    np.testing.assert_allclose(as_dict.predict_proba(X_eights), balanced.predict_proba(X_eights),
+                               rtol=1e-5)
+
+
+def test_sample_weight_of_zero_leaves_rows_out(split_digits):
+    X_train, X_test, y_train, _ = split_digits
+    w = (y_train != 3).astype(float)  # the 3s weigh nothing
+    clf = small(epochs=5).fit(X_train, y_train, sample_weight=w)
+    assert 3 in clf.classes_ and np.mean(clf.predict(X_test) == 3) < 0.02
+    assert np.mean(small(epochs=5).fit(X_train, y_train).predict(X_test) == 3) > 0.05
+
+
+def test_balanced_class_weight_out_of_core(tmp_path):
+    """A FeatureStore's labels and a chunk iterable (one extra pass) give the same weights."""
+    X, y, _ = _imbalanced()
+    store = write_feature_store(tmp_path / "f.h5", X, y)
+    from_store = small(class_weight="balanced", epochs=1).fit(store)
+    chunks = [(X[i:i + 50], y[i:i + 50]) for i in range(0, len(y), 50)]
+    from_chunks = small(class_weight="balanced", epochs=1).fit(chunks)
+    from_array = small(class_weight="balanced", epochs=1).fit(X, y)
+    np.testing.assert_allclose(from_store._class_weights_, from_array._class_weights_)
+    np.testing.assert_allclose(from_chunks._class_weights_, from_array._class_weights_)
+
+
+def test_class_weight_errors(split_digits):
+    X_train, _, y_train, _ = split_digits
+    with pytest.raises(ValueError, match="partial_fit does not see"):
+        small(class_weight="balanced").partial_fit(X_train, y_train, classes=np.arange(10))
+    with pytest.raises(ValueError, match=r"classes not in the data: \[11\]"):
+        small(class_weight={11: 2.0}).fit(X_train, y_train)
+    with pytest.raises(InvalidParameterError):
+        small(class_weight="inverse").fit(X_train, y_train)
+    # a dict works with partial_fit, and survives pickling mid-training
+    clf = small(class_weight={0: 5.0}).partial_fit(X_train, y_train, classes=np.arange(10))
+    clf = pickle.loads(pickle.dumps(clf)).partial_fit(X_train, y_train)
+    assert clf.n_iter_ == 2
