@@ -828,12 +828,13 @@ class FeatureCache:
                     index.refresh()
                 get = index.where.get
                 codes = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-                if attempt == 0 and (codes < 0).any():
-                    index.refresh()
-                    get = index.where.get
-                    codes = np.fromiter((get(k, -1) for k in keys), dtype=np.int64,
-                                        count=len(keys))
                 missing = np.flatnonzero(codes < 0)
+                if len(missing) and attempt < 7:
+                    # New shards, or a race with compactions: the listing held
+                    # a merged shard that a second compaction merged away before
+                    # it could be opened. Look again, giving them time to finish.
+                    time.sleep(0.002 * attempt)
+                    continue
                 if len(missing):
                     raise KeyError(
                         f"{len(missing)} of the {len(keys)} keys are not in the cache "

@@ -366,6 +366,32 @@ def test_concurrent_writers_compactors_and_readers(tmp_path):
         assert np.array_equal(new_process_view(cache).read(keys), synthetic_features(keys, D))
 
 
+def test_read_survives_a_merged_shard_merged_again_before_it_is_opened(tmp_path, monkeypatch):
+    """A reader's listing holds a compaction's merged shard, which a second
+    compaction merges away before the reader opens it: read() looks again
+    instead of calling the keys missing (a race seen once in CI)."""
+    finish(run_worker("write", "--cache", tmp_path, "--d", D, "--first", 0, "--last", 20,
+                      "--batch", 10))  # shards A and B
+    reader = new_process_view(FeatureCache(tmp_path, fingerprint(D)))
+    keys = keys_of(range(20))
+    assert reader.lookup(keys).all()  # indexes A and B
+    finish(run_worker("compact", "--cache", tmp_path, "--d", D))  # A + B -> C
+    finish(run_worker("write", "--cache", tmp_path, "--d", D, "--first", 20, "--last", 30,
+                      "--batch", 10))  # shard E
+    index = reader._index
+    open_shard, raced = index._open_shard, []
+
+    def racing_open_shard(name):
+        if not raced:  # between the listing and the opening: C + E -> D
+            raced.append(name)
+            finish(run_worker("compact", "--cache", tmp_path, "--d", D))
+        return open_shard(name)
+
+    monkeypatch.setattr(index, "_open_shard", racing_open_shard)
+    assert np.array_equal(reader.read(keys), synthetic_features(keys, D))
+    assert raced
+
+
 # -------------------------------------------------------------- housekeeping
 def test_cache_info_and_clear_cache(tmp_path):
     fa, fb = fingerprint(D), dict(fingerprint(D), backbone="other")
