@@ -7,10 +7,10 @@ variables. In inference the layer is a fixed per-channel affine map,
 ``y = (x - mean) * gamma / sqrt(var + eps) + beta``, so when ``x`` is the
 output of a linear convolution it can be folded into that convolution's
 kernel and bias: same function, one pass over the activations fewer per
-layer. Measured side by side on a 2-core CPU (``benchmarks/bench_extract.py``
-reports both): about 1.4x for MobileNetV2 and EfficientNet, 1.2x for
-ResNet50, nothing for VGG16 (it has no batch normalisation). The features
-agree with the unfolded model to float32 rounding (about 1e-6 relative).
+layer. ``benchmarks/bench_extract.py`` times both side by side (column
+f/c): 1.81x for MobileNetV2 and 1.30x for ResNet50 on a 2-core CPU; VGG16
+has nothing to fold. The features agree with the unfolded model to float32
+rounding (about 1e-6 relative).
 
 The folded model is built with :func:`keras.models.clone_model`: layers
 that are not folded are shared with the original (no weight is copied); a

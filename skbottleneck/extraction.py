@@ -272,13 +272,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.failed_ = failed
         if failed:
             self.kept_ = np.flatnonzero(ok)
-            warnings.warn(
-                f"{len(failed)} of {n} images could not be read and were left out "
-                f"(see failed_): {failed[0][0]}: {failed[0][1]}"
-                + (" ..." if len(failed) > 1 else ""),
-                UserWarning,
-                stacklevel=2,
-            )
+            _warn_skipped(failed, n)
             return out[self.kept_]
         self.kept_ = np.arange(n)
         return out
@@ -356,8 +350,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                 failed = [tuple(f) for f in json.loads(done.metadata.get("skipped_images", "[]"))]
         self.failed_ = failed
         bad = {path for path, _ in failed}
-        self.kept_ = keep = np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad \
-            else np.arange(len(paths))
+        keep = np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad else np.arange(len(paths))
+        self.kept_ = keep
         if writer.finished or not failed:
             return writer.finalize()
         if len(keep) == 0:
@@ -365,13 +359,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                                            "could be read; see failed_)")
         # on_error="skip": the store holds the readable images, in order
         store = writer.finalize_subset(keep, metadata={"skipped_images": json.dumps(failed)})
-        warnings.warn(
-            f"{len(failed)} of {len(paths)} images could not be read and were left out of "
-            f"{store.path} (see failed_): {failed[0][0]}: {failed[0][1]}"
-            + (" ..." if len(failed) > 1 else ""),
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn_skipped(failed, len(paths), where=f" of {store.path}")
         return store
 
     # ------------------------------------------------------------- pipeline
@@ -784,6 +772,16 @@ def _yield_to_the_cnn():
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         except OSError:  # pragma: no cover - not permitted: keep the default
             pass
+
+
+def _warn_skipped(failed, n, where=""):
+    """Warn (from the caller of the public method) that images were left out."""
+    warnings.warn(
+        f"{len(failed)} of {n} images could not be read and were left out{where} "
+        f"(see failed_): {failed[0][0]}: {failed[0][1]}" + (" ..." if len(failed) > 1 else ""),
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _reason(exc):

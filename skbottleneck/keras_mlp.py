@@ -364,7 +364,8 @@ class KerasMLPClassifier(ChunkedInputMixin, ClassifierMixin, BaseEstimator):
                 labels = np.concatenate([y for _, y, _ in self._chunks(source)])
             return compute_class_weight("balanced", classes=self.classes_,
                                         y=np.asarray(labels)).astype(np.float32)
-        unknown = [c for c in self.class_weight if c not in set(self.classes_.tolist())]
+        known = set(self.classes_.tolist())
+        unknown = [c for c in self.class_weight if c not in known]
         if unknown:
             raise ValueError(f"class_weight names classes not in the data: {unknown!r}; "
                              f"classes_ is {self.classes_!r}.")

@@ -773,13 +773,17 @@ class StoreWriter:
                         f"written yet (first: row {missing[0]}, {self._paths[missing[0]]!r})."
                     )
                 os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
-                os.replace(self._data_path, self.path)
-                _fsync_dir(os.path.dirname(self.path))
-                self._finished = True
-                shutil.rmtree(self.partial_dir, ignore_errors=True)
+                self._publish(self._data_path)
         return FeatureStore(self.path)
+
+    def _publish(self, finished_file):
+        """Rename a durable, complete store file onto :attr:`path`; drop the partial folder."""
+        os.close(self._fd)
+        self._fd = None
+        os.replace(finished_file, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+        self._finished = True
+        shutil.rmtree(self.partial_dir, ignore_errors=True)
 
     def finalize_subset(self, rows, metadata=None):
         """Publish a store of only some rows at :attr:`path` (e.g. the readable images).
@@ -838,12 +842,7 @@ class StoreWriter:
                               self._row_nbytes, self._store_dtype)
                 sub.write_rows(dst, block)
             sub.finalize().close()
-            os.close(self._fd)
-            self._fd = None
-            os.replace(sub.path, self.path)
-            _fsync_dir(os.path.dirname(self.path))
-            self._finished = True
-            shutil.rmtree(self.partial_dir, ignore_errors=True)
+            self._publish(sub.path)
         return FeatureStore(self.path)
 
     def close(self):
