@@ -10,11 +10,11 @@ import tempfile
 
 import pytest
 
-# The examples of skbottleneck/distributed.py need the optional [dask] extra;
+# The examples of skbottleneck/distributed/ need the optional [dask] extra;
 # tests/test_distributed.py skips itself (pytest.importorskip) without it.
 collect_ignore = []
 if importlib.util.find_spec("distributed") is None:
-    collect_ignore.append("skbottleneck/distributed.py")
+    collect_ignore.append("skbottleneck/distributed")
 
 os.environ["SKBOTTLENECK_CACHE_DIR"] = tempfile.mkdtemp(prefix="skb-test-cache-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -80,10 +80,11 @@ def warm_worker(params):
     (tracing the CNN call and preparing the oneDNN kernels of that shape)."""
     t = time.perf_counter()
     from skbottleneck import CNNFeatureTransformer
+    from skbottleneck.extraction import get_runner
 
     est = CNNFeatureTransformer(**params).fit()
     h, w = est.input_size_
-    est._runner()(np.zeros((est.batch_size, h, w, 3), np.uint8))
+    get_runner(est)(np.zeros((est.batch_size, h, w, 3), np.uint8))
     return time.perf_counter() - t
 
 
@@ -101,11 +102,12 @@ def _cnn_alone(barrier, queue, params, n_batches):
     """In a fresh process: images/s of the CNN alone on one thread."""
     os.environ.update(WORKER_ENV)
     from skbottleneck import CNNFeatureTransformer
+    from skbottleneck.extraction import get_runner
 
     est = CNNFeatureTransformer(**params, cache_dir=None).fit()
     h, w = est.input_size_
     x = np.random.default_rng(0).integers(0, 256, (est.batch_size, h, w, 3), dtype=np.uint8)
-    run = est._runner()
+    run = get_runner(est)
     run(x)
     barrier.wait()
     t = time.perf_counter()
@@ -144,7 +146,8 @@ def cluster_runs(params, paths, repeat, tmp):
     from distributed import Client, LocalCluster
 
     from skbottleneck import CNNFeatureTransformer
-    from skbottleneck.distributed import _extract_partition, _worker_spec
+    from skbottleneck.extraction import ExtractionEngine
+    from skbottleneck.extraction._cluster_worker import extract_partition, worker_spec
 
     out = {1: {}, 2: {}}
     with contextlib.ExitStack() as stack:
@@ -164,10 +167,11 @@ def cluster_runs(params, paths, repeat, tmp):
                 cpu = client.run(cpu_seconds)
                 t = time.perf_counter()
                 with joblib.parallel_backend("dask", client=client):
-                    X = est.transform(paths)
+                    result = est.extract(paths)
+                X = result.features
                 walls[w].append(time.perf_counter() - t)
                 after = client.run(cpu_seconds)
-                stats = dict(est.cluster_stats_)
+                stats = dict(result.stats["cluster"])
                 stats["worker_cpu_s"] = sum(after[k] - cpu[k] for k in cpu)
                 out[w].update(stats=stats, X=X, load=os.getloadavg()[0])
         for w, info in out.items():
@@ -177,11 +181,11 @@ def cluster_runs(params, paths, repeat, tmp):
         # scheduler cost per partition: empty partitions, and bare no-op tasks
         client = clients[2]
         est = CNNFeatureTransformer(**params, cache_dir=tmp / "overhead").fit()
-        spec = _worker_spec(est, est._cache())
+        spec = worker_spec(ExtractionEngine(est))
         m = 200
-        client.gather(client.map(_extract_partition, [[]] * 8, spec=spec, pure=False))
+        client.gather(client.map(extract_partition, [[]] * 8, spec=spec, pure=False))
         t = time.perf_counter()
-        client.gather(client.map(_extract_partition, [[]] * m, spec=spec, pure=False))
+        client.gather(client.map(extract_partition, [[]] * m, spec=spec, pure=False))
         out[2]["empty_partition_s"] = (time.perf_counter() - t) / m
         t = time.perf_counter()
         client.gather(client.map(noop, range(m), pure=False))
@@ -237,10 +241,10 @@ def write_bandwidth(tmp, n_rows, d, batch):
 
 
 def hash_rate(paths):
-    from skbottleneck import _cache
+    from skbottleneck.cache import _keys
     from skbottleneck.store import file_keys
 
-    _cache._key_memo.clear()  # hash for real (the files are in the page cache)
+    _keys._key_memo.clear()  # hash for real (the files are in the page cache)
     t = time.perf_counter()
     file_keys(paths)
     s = time.perf_counter() - t

@@ -34,6 +34,7 @@ from skbottleneck import CNNFeatureTransformer  # noqa: E402
 from skbottleneck._keras import import_keras, import_tf  # noqa: E402
 from skbottleneck.backbones import get_backbone  # noqa: E402
 from skbottleneck.datasets import load_image_folder, make_photo_folder  # noqa: E402
+from skbottleneck.extraction import ExtractionEngine  # noqa: E402
 from skbottleneck.images import load_image  # noqa: E402
 
 # images per backbone for (b)-(e), and for (a) which is slow by design
@@ -101,7 +102,7 @@ def main(argv=None):
         model.predict(spec.preprocess(decode(paths[:BATCH])), verbose=0)
 
         # (f) the transformer's own compiled CNN on pre-decoded uint8 batches
-        runner = cnn._runner()
+        runner = ExtractionEngine(cnn).runner
         decoded_u8 = [tf.constant(x.astype("uint8")) for x in decoded]
 
         def transformer_cnn_only():
@@ -117,9 +118,10 @@ def main(argv=None):
             rates["b"].append(n / timed(batched_predict, 1)[0])
             rates["c"].append(n / timed(cnn_only, 1)[0])
             rates["f"].append(n / timed(transformer_cnn_only, 1)[0])
-            t_d, X_d = timed(lambda: cnn.transform(paths), 1)
+            t_d, result = timed(lambda: cnn.extract(paths), 1)
+            X_d = result.features
             rates["d"].append(n / t_d)
-        stats = cnn.extraction_stats_
+        stats = result.stats
         rate = {k: statistics.median(v) for k, v in rates.items()}
 
         def ratio(x, y):  # median of the per-round ratios

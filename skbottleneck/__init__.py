@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # `import skbottleneck` stays light.
 _EXPORTS = {
     "CNNFeatureTransformer": "extraction",
+    "ExtractionResult": "extraction",
     "FeatureStore": "store",
     "FeatureCache": "store",
     "cache_info": "store",
@@ -30,8 +31,8 @@ _EXPORTS = {
     "ImageError": "images",
     "load_image": "images",
 }
-_SUBMODULES = {"backbones", "datasets", "images", "store", "extraction", "incremental", "keras_mlp",
-               "distributed"}
+_SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
+               "heads", "images", "incremental", "keras_mlp", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

@@ -1,4 +1,4 @@
-"""Image folders: list a labelled folder, or build a small one from real photos.
+"""Image folders: list a labelled folder or loose images, or build a small folder of real photos.
 
 :func:`load_image_folder` reads the class-per-subfolder layout that Keras'
 ``flow_from_directory`` and ``image_dataset_from_directory`` use::
@@ -8,19 +8,28 @@
         cat/more/002.png
         dog/003.jpg
 
+:func:`list_images` finds the images named on a command line: files,
+folders searched recursively, or glob patterns.
+
 :func:`make_photo_folder` writes such a folder with patches cut from the
 colour photographs bundled with scikit-image, for demos, tests and
 benchmarks that need real photo files without a download.
 """
 
+import glob
 import os
 import warnings
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from sklearn.utils import check_random_state
 
-__all__ = ["IMAGE_EXTENSIONS", "PHOTO_NAMES", "load_image_folder", "make_photo_folder"]
+from .images import _check_size
+
+__all__ = ["IMAGE_EXTENSIONS", "PHOTO_NAMES", "list_images", "load_image_folder",
+           "make_photo_folder"]
 
 #: File extensions :func:`load_image_folder` picks up by default (compared
 #: case-insensitively).
@@ -204,15 +213,70 @@ def load_image_folder(path, *, extensions=None):
     return np.asarray(paths, dtype=str), np.asarray(labels, dtype=str)
 
 
-def _check_random_state(random_state):
-    if random_state is None or isinstance(random_state, Integral):
-        return np.random.RandomState(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    raise ValueError(
-        "random_state must be None, an int or a numpy.random.RandomState. "
-        f"Got {random_state!r} instead."
-    )
+def list_images(inputs, *, extensions=None):
+    """List the image files named by files, folders and glob patterns.
+
+    Parameters
+    ----------
+    inputs : str, os.PathLike or sequence of them
+        Each one an image file (kept as given, whatever its extension), a
+        folder (searched recursively for image files, hidden files and
+        folders skipped, symbolic links to folders not followed), or a
+        glob pattern (for quoted patterns, or shells that do not expand
+        them).
+    extensions : list of str, default=None
+        File extensions picked up in folders, as in
+        :func:`load_image_folder`; ``None`` means :data:`IMAGE_EXTENSIONS`.
+
+    Returns
+    -------
+    paths : list of str
+        In the order of ``inputs``; a folder's files sorted by name, before
+        those of its subfolders (sorted by name); a pattern's matches sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        If an input is neither an existing file or folder nor a pattern that
+        matches one.
+    ValueError
+        If a folder holds no image files.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skbottleneck.datasets import list_images
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> for name in ["b.jpg", "sub/a.png", "notes.txt", ".hidden.jpg"]:
+    ...     os.makedirs(os.path.dirname(os.path.join(tmp.name, name)), exist_ok=True)
+    ...     open(os.path.join(tmp.name, name), "wb").close()
+    >>> [os.path.relpath(p, tmp.name) for p in list_images(tmp.name)]
+    ['b.jpg', 'sub/a.png']
+    >>> tmp.cleanup()
+    """
+    extensions = _normalise_extensions(extensions)
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = [inputs]
+    paths = []
+    for item in map(os.fspath, inputs):
+        if os.path.isdir(item):
+            found = []
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+                found += [os.path.join(root, f) for f in sorted(files)
+                          if not _is_hidden(f) and _has_extension(f, extensions)]
+            if not found:
+                raise ValueError(f"Folder {item!r} holds no image files "
+                                 f"({', '.join(sorted(extensions))}).")
+            paths += found
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise FileNotFoundError(f"Image {item!r} does not exist.")
+            paths += matches
+    return paths
 
 
 def _check_classes(classes):
@@ -317,10 +381,6 @@ def make_photo_folder(
     True
     >>> tmp.cleanup()
     """
-    from PIL import Image
-
-    from .images import _check_size
-
     class_names = _check_classes(classes)
     if (
         not isinstance(n_per_class, Integral)
@@ -340,7 +400,13 @@ def make_photo_folder(
         raise ValueError(f"format must be 'jpeg' or 'png'. Got {format!r} instead.")
     fmt, suffix = ("PNG", ".png") if fmt == "png" else ("JPEG", ".jpg")
     save_options = {"compress_level": 1} if fmt == "PNG" else {"quality": 90}
-    rng = _check_random_state(random_state)
+    try:
+        rng = check_random_state(random_state)
+    except ValueError as e:
+        raise ValueError(
+            "random_state must be None, an int or a numpy.random.RandomState. "
+            f"Got {random_state!r} instead."
+        ) from e
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

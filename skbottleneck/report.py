@@ -28,16 +28,14 @@ import warnings
 
 import numpy as np
 
+from .utils import is_store
+
 __all__ = ["report", "predict_labels"]
 
 _NORMALIZE_OPTIONS = ("true", "pred", "all", None)
 
 
 # --------------------------------------------------------------- prediction
-def _is_store(X):
-    return hasattr(X, "iter_chunks") and hasattr(X, "n_features")
-
-
 def _split_pipeline(model):
     """``(feature_step, rest)`` of a Pipeline whose first step accepts stores, else ``(None, model)``."""
     steps = getattr(model, "steps", None)
@@ -82,20 +80,39 @@ def predict_labels(model, X, *, chunk_size=4096):
     >>> y_pred.tolist(), kept.tolist()
     ([0, 0, 1, 1], [0, 1, 2, 3])
     """
-    if _is_store(X):
-        features, head = _split_pipeline(model)
+    y_pred, kept, _ = _predict(model, X, chunk_size)
+    return y_pred, kept
+
+
+def _predict(model, X, chunk_size):
+    """``(y_pred, kept, skipped)``: :func:`predict_labels` and the (path, reason) of skipped images.
+
+    Image paths go through the pipeline's feature step with ``extract``,
+    whose result says which images were kept; the rest of the pipeline
+    predicts from its features.
+    """
+    features, rest = _split_pipeline(model)
+    if is_store(X):
         if features is not None:
             features.transform(X)  # raises if the store holds another model's features
-        parts = [np.asarray(head.predict(X_chunk))
+        parts = [np.asarray(rest.predict(X_chunk))
                  for X_chunk, _ in X.iter_chunks(chunk_size, shuffle=False)]
         y_pred = np.concatenate(parts) if parts else np.empty(0)
-        return y_pred, np.arange(len(X))
-    y_pred = np.asarray(model.predict(X))
-    features, _ = _split_pipeline(model)
-    kept = getattr(features, "kept_", None) if features is not None else None
-    if kept is None or len(kept) != len(y_pred):
-        kept = np.arange(len(y_pred))
-    return y_pred, np.asarray(kept)
+        return y_pred, np.arange(len(X)), []
+    if features is None:
+        y_pred = np.asarray(model.predict(X))
+        return y_pred, np.arange(len(y_pred)), []
+    with warnings.catch_warnings():
+        # warned below, once, by the caller's name
+        warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
+        result = features.extract(X)
+    skipped = [(os.fspath(path), reason) for path, reason in result.failed]
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} of {len(X)} images could not be read and were left out: "
+            f"{skipped[0][0]}: {skipped[0][1]}" + (" ..." if len(skipped) > 1 else ""),
+            UserWarning, stacklevel=3)
+    return np.asarray(rest.predict(result.features)), np.asarray(result.kept), skipped
 
 
 # ------------------------------------------------------------------ metrics
@@ -260,7 +277,7 @@ def plot_learning_curve(history, path, *, title=None, matplotlib=None):
 
 # ------------------------------------------------------------------- report
 def _sample_names(X, kept):
-    if _is_store(X):
+    if is_store(X):
         paths = getattr(X, "paths", None)
         return None if paths is None else [str(p) for p in np.asarray(paths)[kept]]
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "fiub":
@@ -317,7 +334,10 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         ``macro_f1``, ``n_samples``, ``classes``, ``per_class`` (precision,
         recall, f1, support and accuracy, the fraction of that class's
         samples predicted correctly), ``confusion_matrix`` (rows: true,
-        columns: predicted) and ``files`` (what was written).
+        columns: predicted), ``n_skipped`` and ``skipped_images`` (the
+        ``[path, reason]`` of the images that could not be read, with a
+        feature transformer set to ``on_error="skip"``) and ``files`` (what
+        was written).
 
     Examples
     --------
@@ -344,7 +364,7 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         raise ValueError(f"The 'plots' parameter of report must be 'auto', True or False. "
                          f"Got {plots!r} instead.")
     if y is None:
-        if not _is_store(X):
+        if not is_store(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
         y = X.labels
     if y is None:
@@ -355,7 +375,7 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         raise ValueError(f"X and y must have the same length; got {n} samples and {len(y)} labels.")
     matplotlib = _import_matplotlib(plots)
 
-    y_pred, kept = predict_labels(model, X, chunk_size=chunk_size)
+    y_pred, kept, skipped = _predict(model, X, chunk_size)
     y_true = y[kept]
     if y_pred.dtype.kind != y_true.dtype.kind and y_true.dtype.kind in "US":
         y_pred = y_pred.astype(str)
@@ -375,6 +395,7 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
     metrics = _metrics(y_true, y_pred, labels)
     n_skipped = n - len(kept)
     metrics["n_skipped"] = int(n_skipped)
+    metrics["skipped_images"] = [[path, reason] for path, reason in skipped]
     files = {}
 
     text = classification_report(y_true, y_pred, labels=labels, target_names=names,

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from skbottleneck import _cache
+from skbottleneck.cache._index import _indexes
 from skbottleneck.store import FeatureCache, StoreWriter
 
 
@@ -59,7 +59,7 @@ def main():
         qkeys = [keys[i] for i in order]
 
         def cold():
-            _cache._indexes.clear()
+            _indexes.clear()
             FeatureCache(root, fp).lookup(qkeys[:1])
 
         print(f"cold index build ({n_shards} shards): {median_time(cold) * 1e3:.1f} ms")

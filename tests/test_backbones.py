@@ -30,9 +30,10 @@ from skbottleneck.backbones import (
     imagenet_class_names,
     list_backbones,
     load_torch_state_dict,
+    parse_weights_identity,
     weights_identity,
 )
-from skbottleneck._fold import fold_batch_norm
+from skbottleneck.extraction._fold import fold_batch_norm
 from skbottleneck.backbones._efficientnet_lite import lite0_weights_path
 
 REQUIRED_BACKBONES = [
@@ -519,6 +520,23 @@ def test_weights_identity():
         f"imagenet:keras-{keras_version}")
     assert get_backbone("efficientnet_lite0").weights_identity("imagenet") == (
         "imagenet:efficientnet-lite0-57934424:v1")
+
+
+def test_parse_weights_identity_reads_what_weights_identity_writes(tmp_path):
+    assert parse_weights_identity(weights_identity(None, random_state=7)) == ("random", 7)
+    assert parse_weights_identity(weights_identity(None)) == ("random", None)
+    assert parse_weights_identity(weights_identity("imagenet", backbone="efficientnet_lite0")) == (
+        "imagenet", "efficientnet-lite0-57934424:v1")
+    kind, source = parse_weights_identity(weights_identity("imagenet"))
+    assert kind == "imagenet" and source.startswith("keras-")
+    path = tmp_path / "w.weights.h5"
+    path.write_bytes(b"abc")
+    assert parse_weights_identity(weights_identity(path)) == (
+        "file", hashlib.sha256(b"abc").hexdigest())
+    assert parse_weights_identity("model:0123abcd") == ("model", "0123abcd")
+    for bad in ("", "imagenet", "random:x:keras-3", "other:1", 3):
+        with pytest.raises(ValueError, match="weights identity must be"):
+            parse_weights_identity(bad)
 
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")

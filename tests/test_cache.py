@@ -5,7 +5,9 @@ no TensorFlow here.
 """
 
 import doctest
+import importlib
 import os
+import pkgutil
 import pickle
 import re
 import shutil
@@ -18,11 +20,11 @@ import h5py
 import numpy as np
 import pytest
 
-import skbottleneck._cache as cache_module
+import skbottleneck.cache as cache_package
+import skbottleneck.store
 from _store_worker import fingerprint, synthetic_features, synthetic_key
-from skbottleneck.store import (
+from skbottleneck.cache import (
     FeatureCache,
-    StoreWarning,
     cache_info,
     clear_cache,
     file_key,
@@ -30,6 +32,9 @@ from skbottleneck.store import (
     fingerprint_id,
     get_cache_dir,
 )
+from skbottleneck.cache._index import _indexes
+from skbottleneck.cache._shards import shard_image
+from skbottleneck.store import StoreWarning
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_store_worker.py")
 D = 32
@@ -41,7 +46,7 @@ def keys_of(ids):
 
 def new_process_view(cache):
     """The same cache as a freshly started process sees it (no in-memory index)."""
-    cache_module._indexes.clear()
+    _indexes.clear()
     return FeatureCache(cache.cache_dir, cache.fingerprint, dtype=cache.dtype)
 
 
@@ -188,6 +193,17 @@ def test_write_lookup_read(tmp_path):
         assert f["features"].chunks is None and f["features"].compression is None
 
 
+def test_write_refuses_a_key_of_another_length(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    with pytest.raises(ValueError, match=r"must be 20 bytes long.*key 1 is 16 bytes long"):
+        cache.write([synthetic_key(0), b"x" * 16], np.ones((2, D)))
+    with pytest.raises(ValueError, match=r"must be 20 bytes long.*key 0 is 0 bytes long"):
+        cache.write([b""], np.ones((1, D)))
+    with pytest.raises(ValueError, match=r"must be 20 bytes long.*key 0 is 32 bytes long"):
+        cache.write([b"k" * 32], np.ones((1, D)))
+    assert len(cache) == 0 and shard_files(cache) == []  # nothing written
+
+
 def test_float16_storage(tmp_path):
     keys = keys_of(range(10))
     X = synthetic_features(keys, D) * 100
@@ -234,6 +250,34 @@ def test_compaction_merges_and_keeps_every_key_once(tmp_path):
     assert len(cache) == 160
     k = keys_of(range(160))
     assert np.array_equal(cache.read(k), synthetic_features(k, D))
+
+
+def test_compaction_keeps_every_entry_even_of_keys_of_another_length(tmp_path):
+    """Shards of 16-byte keys (as an older skbottleneck could write) among
+    20-byte ones: compaction never deletes a shard whose rows it did not copy."""
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(60))
+    for a in range(0, 60, 4):
+        cache.write(keys[a:a + 4], synthetic_features(keys[a:a + 4], D))
+    old_keys = [k[:16] for k in keys_of(range(1000, 1016))]
+    old_X = synthetic_features(old_keys, D)
+    for a in (0, 8):  # two shards of 16-byte keys, written as the cache writes its own
+        image, _ = shard_image(
+            np.frombuffer(b"".join(old_keys[a:a + 8]), np.uint8).reshape(8, 16), old_X[a:a + 8],
+            fingerprint_id=cache.fingerprint_id, dtype=cache.dtype, metadata_json="{}")
+        name = f"{a:016x}-1-0000000{a // 8}.h5"
+        with open(os.path.join(cache.path, "shards", name), "wb") as f:
+            f.write(image)
+    fresh = new_process_view(cache)
+    assert len(fresh) == 60 + 16
+    assert fresh.compact(min_shards=2) == 15  # the 15 shards of 20-byte keys
+    for view in (fresh, new_process_view(cache)):
+        assert len(view) == 60 + 16
+        assert np.array_equal(view.read(keys), synthetic_features(keys, D))
+        assert np.array_equal(view.read(old_keys), old_X)
+    assert len(shard_files(cache)) == 3  # one merged, the two old ones left as they were
+    assert fresh.compact(min_shards=2) == 0  # nothing left to merge
+    assert len(new_process_view(cache)) == 60 + 16
 
 
 def test_reader_survives_compaction_by_another_process(tmp_path):
@@ -427,8 +471,18 @@ def test_cache_info_and_clear_cache(tmp_path):
 
 def test_doctests(tmp_path):
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    for i, test in enumerate(finder.find(cache_module)):
+    modules = [cache_package] + [importlib.import_module(f"skbottleneck.cache.{m.name}")
+                                 for m in pkgutil.iter_modules(cache_package.__path__)]
+    tests = [test for module in modules for test in finder.find(module)]
+    assert sum(len(test.examples) for test in tests) >= 20
+    for i, test in enumerate(tests):
         test.globs["tmp_dir"] = tmp_path / str(i)
         test.globs["tmp_dir"].mkdir()
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_store_reexports_the_cache():
+    for name in ("FeatureCache", "cache_info", "clear_cache", "file_key", "file_keys",
+                 "fingerprint_id", "get_cache_dir"):
+        assert getattr(skbottleneck.store, name) is getattr(cache_package, name)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import skbottleneck.datasets
-from skbottleneck.datasets import PHOTO_NAMES, load_image_folder, make_photo_folder
+from skbottleneck.datasets import PHOTO_NAMES, list_images, load_image_folder, make_photo_folder
 from skbottleneck.images import load_image
 
 
@@ -17,6 +17,30 @@ def _touch_images(root, names):
         path = os.path.join(root, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         Image.new("RGB", (4, 4)).save(path, format="PNG")
+
+
+# ---------------------------------------------------------------------- list_images
+
+
+def test_list_images_files_folders_and_patterns(tmp_path):
+    _touch_images(tmp_path, ["photos/b.jpg", "photos/a.png", "photos/sub/c.jpg",
+                             "photos/.hidden/d.jpg", "photos/.e.jpg", "photos/notes.txt",
+                             "one.PNG", "readme.txt"])
+    found = list_images([tmp_path / "photos", tmp_path / "readme.txt",
+                         str(tmp_path / "photos" / "*.jpg")])
+    # a folder's own files first, then its subfolders'; a named file whatever its
+    # extension; a pattern's matches sorted
+    assert [os.path.relpath(p, tmp_path) for p in found] == [
+        "photos/a.png", "photos/b.jpg", "photos/sub/c.jpg", "readme.txt", "photos/b.jpg"]
+    assert list_images(tmp_path / "one.PNG") == [str(tmp_path / "one.PNG")]
+
+
+def test_list_images_says_what_is_missing(tmp_path):
+    _touch_images(tmp_path, ["empty/notes.txt"])
+    with pytest.raises(ValueError, match="holds no image files"):
+        list_images([tmp_path / "empty"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images([tmp_path / "missing_*.jpg"])
 
 
 # --------------------------------------------------------------- load_image_folder

@@ -29,13 +29,9 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 
 from skbottleneck import CNNFeatureTransformer, FeatureStore, ImageError
-from skbottleneck.distributed import (
-    DaskChunks,
-    _extract_partition,
-    active_client,
-    predict_on_cluster,
-)
-from skbottleneck.extraction import cnn_image_count
+from skbottleneck.distributed import DaskChunks, active_client, predict_on_cluster
+from skbottleneck.extraction import cnn_image_count, open_cache
+from skbottleneck.extraction._cluster_worker import extract_partition
 
 N_PER_CLASS = 50  # 4 classes: 200 images
 
@@ -98,19 +94,22 @@ def test_transform_on_cluster_equals_single_process(client, data, tmp_path):
     est = cnn(data, tmp_path)
     before = cnn_image_count()
     with joblib.parallel_backend("dask"):
-        X = est.transform(paths + [str(dup)])
+        result = est.extract(paths + [str(dup)])
+    X = result.features
     # exactly the features of one process, in input order; no CNN ran here
     np.testing.assert_array_equal(X[:-1], data["X"])
     np.testing.assert_array_equal(X[-1], data["X"][3])
     assert cnn_image_count() == before
-    stats = est.cluster_stats_
+    stats = result.stats["cluster"]
     assert stats["n_unique"] == len(paths) and stats["n_extracted"] == len(paths)
     assert stats["n_partitions"] >= 2 and stats["partition_size"] % est.batch_size == 0
     # a second run finds everything in the cache: no task at all
     with joblib.parallel_backend("dask"):
         np.testing.assert_array_equal(est.transform(paths[::-1]), data["X"][::-1])
-    assert est.cluster_stats_["n_cached"] == len(paths)
-    assert est.cluster_stats_["n_partitions"] == 0
+        again = est.extract(paths[::-1])
+    assert again.stats["n_cached"] == len(paths)
+    assert again.stats["cluster"]["n_cached"] == len(paths)
+    assert again.stats["cluster"]["n_partitions"] == 0
 
 
 def test_store_written_by_cluster_trains_like_a_local_one(client, data, tmp_path, capfd):
@@ -169,13 +168,13 @@ def test_worker_killed_mid_run_leaves_a_complete_store(client, data, tmp_path):
     paths, labels = data["paths"], data["labels"]
     # partitions of 4 batches of 8: the kill lands inside a partition
     est = cnn(data, tmp_path, batch_size=8)
-    cache = est._cache()
+    cache = open_cache(est)
     marker = str(tmp_path / "killed")
     pids = set(client.run(_kill_self_after_first_shard, os.path.join(cache.path, "shards"),
                           marker).values())
     store = est.extract(paths, labels, store=tmp_path / "features.h5", client=client)
     assert os.path.exists(marker), "no worker was killed"
-    stats = est.cluster_stats_
+    stats = store.extraction.stats["cluster"]
     assert stats["n_partitions"] >= 4 and stats["partition_size"] == 32
     # the killed partition ran again elsewhere and found its first batch done
     assert stats["n_found_by_workers"] >= 8
@@ -201,10 +200,10 @@ def test_keras_model_backbone_on_cluster(client, data, tmp_path):
     expected = CNNFeatureTransformer(model, cache_dir=None).fit_transform(paths)
     est = CNNFeatureTransformer(model, cache_dir=tmp_path / "cache", batch_size=8).fit()
     with joblib.parallel_backend("dask"):
-        X = est.transform(paths)
-    np.testing.assert_array_equal(X, expected)
-    assert est.cluster_stats_["n_partitions"] >= 2
-    assert len(os.listdir(os.path.join(est._cache().path, "models"))) == 1
+        result = est.extract(paths)
+    np.testing.assert_array_equal(result.features, expected)
+    assert result.stats["cluster"]["n_partitions"] >= 2
+    assert len(os.listdir(os.path.join(open_cache(est).path, "models"))) == 1
 
 
 def test_bad_images_on_cluster(client, data, tmp_path):
@@ -221,9 +220,9 @@ def test_bad_images_on_cluster(client, data, tmp_path):
     assert "Dask worker" in str(e.value)
     est.set_params(on_error="skip")
     with joblib.parallel_backend("dask"), pytest.warns(UserWarning, match="could not be read"):
-        X = est.transform(bad)
-    np.testing.assert_array_equal(X, data["X"][:40])
-    assert [os.path.basename(p) for p, _ in est.failed_] == ["truncated.jpg", "empty.jpg"]
+        result = est.extract(bad)
+    np.testing.assert_array_equal(result.features, data["X"][:40])
+    assert [os.path.basename(p) for p, _ in result.failed] == ["truncated.jpg", "empty.jpg"]
 
 
 def test_refused_without_a_shareable_cache(client, data, tmp_path):
@@ -245,9 +244,9 @@ def test_seeded_random_weights_give_the_same_features_on_a_worker(client, data, 
 
 
 def test_worker_without_the_cache_folder_says_so(tmp_path):
-    spec = {"params": {}, "fitted": {}, "cache_path": str(tmp_path / "not-shared")}
+    spec = {"transformer": None, "cache_path": str(tmp_path / "not-shared")}
     with pytest.raises(FileNotFoundError, match="shared by the workers"):
-        _extract_partition([], spec)
+        extract_partition([], spec)
 
 
 def test_dask_array_trains_and_predicts_on_cluster(client, data, tmp_path):

@@ -146,9 +146,15 @@ def test_skip_leaves_bad_images_out_and_lists_them(images, tmp_path, cache):
     with pytest.warns(UserWarning, match="3 of 6 images could not be read"):
         X = cnn.transform(paths)
     assert X.shape == (3, D)
-    np.testing.assert_array_equal(cnn.kept_, [0, 2, 5])
-    assert [p for p, _ in cnn.failed_] == [str(bad), str(empty), str(missing)]
-    assert all(reason for _, reason in cnn.failed_)
+    labels = np.arange(6) * 10
+    with pytest.warns(UserWarning, match="3 of 6 images could not be read"):
+        result = cnn.extract(paths, labels)
+    np.testing.assert_array_equal(result.features, X)
+    np.testing.assert_array_equal(result.kept, [0, 2, 5])
+    np.testing.assert_array_equal(result.y, [0, 20, 50])
+    assert [p for p, _ in result.failed] == [str(bad), str(empty), str(missing)]
+    assert all(reason for _, reason in result.failed)
+    assert result.stats["n_failed"] == 3 and result.stats["n_images"] == 6
     # the good rows are the features of the good images, not zeros
     good = small(cache_dir=None).fit_transform([images[0], images[1], images[2]])
     np.testing.assert_allclose(X, good, rtol=1e-5, atol=1e-6)
@@ -158,9 +164,10 @@ def test_cache_runs_each_image_through_the_cnn_once(images, tmp_path):
     cache = tmp_path / "cache"
     cnn = small(cache_dir=cache).fit()
     before = cnn_image_count()
-    X1 = cnn.transform(images)
+    result = cnn.extract(images)
+    X1 = result.features
     assert cnn_image_count() - before == len(images)
-    assert cnn.extraction_stats_["n_extracted"] == len(images)
+    assert result.stats["n_extracted"] == len(images) and result.stats["n_cached"] == 0
 
     before = cnn_image_count()
     X2 = clone(cnn).fit().transform(images)  # a clone, as GridSearchCV makes
@@ -309,8 +316,9 @@ def test_extract_with_skip_finishes_a_store_of_the_readable_images(images, tmp_p
     cnn = small(on_error="skip", cache_dir=(tmp_path / "cache") if cache else None)
     with pytest.warns(UserWarning, match="2 of 6 images could not be read"):
         store = cnn.extract(paths, labels, store=out)
-    assert [p for p, _ in cnn.failed_] == [str(bad), missing]
-    np.testing.assert_array_equal(cnn.kept_, [0, 2, 3, 5])
+    assert [p for p, _ in store.extraction.failed] == [str(bad), missing]
+    assert store.skipped_images == store.extraction.failed
+    np.testing.assert_array_equal(store.extraction.kept, [0, 2, 3, 5])
     # the readable images, in order, with their labels and their true features
     assert list(store.paths) == [images[0], images[1], images[2], images[3]]
     X, y = store.read_rows(np.arange(4))
@@ -329,8 +337,9 @@ def test_extract_with_skip_finishes_a_store_of_the_readable_images(images, tmp_p
         warnings.simplefilter("error")  # nothing to warn about: nothing was read
         store = again.extract(paths, labels, store=out)
     assert cnn_image_count() == before
-    assert len(store) == 4 and again.failed_ == cnn.failed_
-    np.testing.assert_array_equal(again.kept_, [0, 2, 3, 5])
+    assert len(store) == 4 and store.extraction.failed == store.skipped_images
+    assert [p for p, _ in store.skipped_images] == [str(bad), missing]
+    np.testing.assert_array_equal(store.extraction.kept, [0, 2, 3, 5])
     store.close()
 
     # the unreadable file mended: the next call re-extracts the whole list
@@ -388,7 +397,7 @@ _FUZZ_STATE = {}
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_random_bytes_as_images_are_reported_never_crash(data, tmp_path_factory):
     """Random bytes, or a real JPEG with a few bytes overwritten or cut: each file
-    either gives a feature row or is listed in failed_ with its path."""
+    either gives a feature row or is listed in the result's failed with its path."""
     if "cnn" not in _FUZZ_STATE:
         folder = tmp_path_factory.mktemp("fuzz")
         from skbottleneck.datasets import make_photo_folder
@@ -408,8 +417,58 @@ def test_random_bytes_as_images_are_reported_never_crash(data, tmp_path_factory)
     cnn = _FUZZ_STATE["cnn"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        X = cnn.transform([path])
+        result = cnn.extract([path])
+    X, failed = result.features, result.failed
     if len(X):
-        assert X.shape == (1, D) and np.isfinite(X).all() and cnn.failed_ == []
+        assert X.shape == (1, D) and np.isfinite(X).all() and failed == []
     else:
-        assert len(cnn.failed_) == 1 and cnn.failed_[0][0] == path and cnn.failed_[0][1]
+        assert len(failed) == 1 and failed[0][0] == path and failed[0][1]
+
+
+def test_transform_sets_no_attribute_and_the_old_ones_warn(images, tmp_path):
+    """scikit-learn's rule: transform changes nothing on the estimator. The
+    attributes it used to set are readable for one release, with a warning."""
+    cnn = small(on_error="skip", cache_dir=tmp_path / "cache").fit()
+    before = dict(vars(cnn))
+    cnn.transform(images[:3])
+    assert vars(cnn).keys() == before.keys()
+    for name in ("failed_", "kept_", "extraction_stats_"):
+        with pytest.warns(FutureWarning, match=f"{name} is deprecated"):
+            value = getattr(cnn, name)
+        assert value is not None
+    with pytest.warns(FutureWarning):
+        assert cnn.failed_ == []
+    with pytest.warns(FutureWarning):
+        np.testing.assert_array_equal(cnn.kept_, [0, 1, 2])
+    assert not hasattr(small(), "failed_")  # nothing ran yet
+    assert not hasattr(cnn, "cluster_stats_")  # it ran locally
+
+
+def test_constraints_refuse_what_cannot_be_rebuilt(images):
+    from sklearn.utils import check_random_state
+
+    with pytest.raises(ValueError, match="'random_state' parameter of CNNFeatureTransformer"):
+        small(random_state=check_random_state(0)).fit()
+    with pytest.raises(ValueError, match="'backbone' parameter of CNNFeatureTransformer"):
+        small(backbone=3).fit()
+
+
+def test_engine_plans_cached_rows_and_groups_duplicates(images, tmp_path):
+    from skbottleneck.extraction import ArraySink, ExtractionEngine
+
+    dup = tmp_path / "copy.jpg"
+    shutil.copy(images[0], dup)
+    cnn = small(cache_dir=tmp_path / "cache").fit()
+    engine = ExtractionEngine(cnn)
+    paths = images[:3] + [str(dup)]
+    plan = engine.plan(paths)
+    assert len(plan.cached) == 0 and plan.n_to_compute == 3  # the copy shares a group
+    assert sorted(len(g) for g in plan.groups) == [1, 1, 2]
+    sink = ArraySink(len(paths), cnn.n_features_out_, cnn.dtype)
+    before = cnn_image_count()
+    result = engine.run(plan, sink)
+    assert cnn_image_count() - before == 3 and sink.ok.all()
+    np.testing.assert_array_equal(sink.out[0], sink.out[3])
+    assert result.stats["n_extracted"] == 3 and result.failed == []
+    again = engine.plan(paths)
+    assert sorted(again.cached.tolist()) == [0, 1, 2, 3] and again.n_to_compute == 0

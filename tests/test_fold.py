@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skbottleneck import CNNFeatureTransformer
-from skbottleneck._fold import fold_batch_norm
+from skbottleneck.extraction._fold import fold_batch_norm
 
 keras = pytest.importorskip("keras")
 layers = keras.layers
@@ -98,15 +98,16 @@ def test_a_subclassed_model_is_left_alone():
 
 def test_transformer_folds_resnet50_and_features_agree(photo_paths):
     """A real backbone: 53 folds, features equal to the unfolded CNN's to 1e-5."""
-    from skbottleneck.extraction import _CNNRunner
+    from skbottleneck.extraction import CNNRunner
     from skbottleneck.images import load_image
 
     paths = photo_paths[0][:8]
     cnn = CNNFeatureTransformer("resnet50", weights=None, random_state=0, input_size=(32, 32),
                                 cache_dir=None).fit()
-    X = cnn.transform(paths)
-    assert cnn.extraction_stats_["bn_folded"] == 53
-    plain = _CNNRunner(cnn, fold=False)
+    result = cnn.extract(paths)
+    X = result.features
+    assert result.stats["bn_folded"] == 53
+    plain = CNNRunner(cnn, fold=False)
     assert plain.n_folded == 0
     expected = plain(np.stack([load_image(p, (32, 32)) for p in paths]))
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
@@ -118,14 +119,14 @@ def test_folded_lite0_still_sees_a_cat(tmp_path):
     from PIL import Image
 
     from skbottleneck.backbones import EfficientNetLite0
-    from skbottleneck.extraction import _CNNRunner
+    from skbottleneck.extraction import CNNRunner
     from skbottleneck.images import load_image
 
     path = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).save(path)
     full = EfficientNetLite0(include_top=True, weights="imagenet")  # preprocessing included
     cnn = CNNFeatureTransformer(full, pooling=None, cache_dir=None).fit()
-    runner = _CNNRunner(cnn)
+    runner = CNNRunner(cnn)
     assert runner.n_folded == 49
     x = load_image(path, (224, 224))[None]
     probs_folded = runner(x)[0]
@@ -141,8 +142,9 @@ def test_mixed_precision_runs_folded_and_restores_the_policy(photo_paths):
     kwargs = dict(weights=None, random_state=0, input_size=(32, 32), cache_dir=None)
     X32 = CNNFeatureTransformer("resnet50", **kwargs).fit().transform(paths)
     cnn16 = CNNFeatureTransformer("resnet50", mixed_precision=True, **kwargs).fit()
-    X16 = cnn16.transform(paths)
-    assert cnn16.extraction_stats_["bn_folded"] == 53
+    result = cnn16.extract(paths)
+    X16 = result.features
+    assert result.stats["bn_folded"] == 53
     assert X16.dtype == np.float32 and np.isfinite(X16).all()
     assert keras.mixed_precision.global_policy().name == "float32"
     assert not np.array_equal(X16, X32)  # it did compute in float16

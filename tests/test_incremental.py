@@ -417,6 +417,77 @@ def test_early_stopping_on_a_store_holds_out_rows_by_index(tmp_path):
     store.close()
 
 
+class Float16Store(H5ChunkStore):
+    """An H5ChunkStore that says its rows are float16 (2 bytes per feature)."""
+
+    dtype = np.dtype(np.float16)
+
+
+def test_store_subset_is_block_shuffled_with_blocks_sized_from_the_store_dtype(tmp_path):
+    from skbottleneck.chunks import (
+        StoreChunks, block_bounds, default_block_rows, iter_chunk_positions,
+    )
+
+    n_rows, n_features, chunk_size = 3000, 2048, 1024
+    X = np.random.RandomState(0).normal(size=(n_rows, n_features)).astype(np.float16)
+    store = Float16Store.write(tmp_path / "f16.h5", X, np.arange(n_rows) % 3)
+    rows = np.sort(np.random.RandomState(1).choice(n_rows, 2500, replace=False))
+    source = StoreChunks(store, indices=rows, chunk_size=chunk_size)
+    chunks = list(source.iter_chunks(shuffle=True, random_state=0))
+    # 128 KiB blocks of 4 KiB rows: 32 rows, capped at chunk_size // 16 = 64
+    block_rows = default_block_rows(n_features * 2, chunk_size)
+    assert block_rows == 32
+    expected = iter_chunk_positions(block_bounds(len(rows), block_rows), chunk_size,
+                                    rng=np.random.RandomState(0))
+    for (Xc, yc, _), positions in zip(chunks, expected, strict=True):
+        np.testing.assert_array_equal(Xc, X[rows[positions]])
+        np.testing.assert_array_equal(yc, rows[positions] % 3)
+    for served in store.served:  # each chunk read in row order
+        assert np.all(np.diff(served) > 0)
+    store.close()
+
+
+def test_whole_store_rows_are_permuted_once_within_chunks(tmp_path):
+    da = pytest.importorskip("dask.array")
+    from skbottleneck.chunks import DaskChunks, StoreChunks
+
+    X, y = digits()
+    # a store that only shuffles its chunk order: rows permuted within chunks here
+    store = H5ChunkStore.write(tmp_path / "d.h5", X.astype(np.float32), y)
+    for (Xc, _, _), rows in zip(StoreChunks(store, chunk_size=256).iter_chunks(
+            shuffle=True, random_state=0), store.served, strict=True):
+        assert not np.array_equal(Xc, X[rows].astype(np.float32))
+        np.testing.assert_array_equal(np.sort(Xc, axis=0), np.sort(X[rows], axis=0))
+    store.close()
+    # DaskChunks shuffles within chunks itself: its chunks come as they are
+    dask = DaskChunks(da.from_array(X, chunks=(100, 64)), y)
+    source = StoreChunks(dask, chunk_size=128)
+    got = list(source.iter_chunks(shuffle=True, random_state=np.random.RandomState(3)))
+    seed = np.random.RandomState(3).randint(np.iinfo(np.int32).max)
+    for (Xc, yc, _), (Xd, yd) in zip(got, dask.iter_chunks(128, random_state=seed),
+                                     strict=True):
+        np.testing.assert_array_equal(Xc, Xd)
+        np.testing.assert_array_equal(yc, yd)
+
+
+def test_build_head_by_name_and_its_errors():
+    from skbottleneck.heads import HEADS, KerasMLPClassifier, build_head
+
+    assert HEADS == ("logreg", "sgd", "mlp", "keras-mlp")
+    head = build_head("logreg", [("alpha", 0.01), ("scale", False)], epochs=2, chunk_size=64)
+    assert isinstance(head, IncrementalClassifier)
+    assert (head.epochs, head.chunk_size, head.scale, head.random_state) == (2, 64, False, 0)
+    assert head.estimator.loss == "log_loss" and head.estimator.alpha == 0.01
+    assert isinstance(build_head("keras-mlp", random_state=3), KerasMLPClassifier)
+    with pytest.raises(ValueError, match="the sgd head has no parameter 'colour'; its "
+                                         "parameters are: chunk_size, .*alpha"):
+        build_head("sgd", [("colour", 1)])
+    with pytest.raises(ValueError, match="invalid --param for the mlp head: .*epochs"):
+        build_head("mlp", [("epochs", 0)])
+    with pytest.raises(ValueError, match="unknown head 'forest'"):
+        build_head("forest")
+
+
 def test_early_stopping_on_a_chunk_iterable_holds_out_the_same_rows_every_pass():
     X, y = digits()
     seen = []
@@ -448,7 +519,7 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, skbottleneck.incremental, skbottleneck._chunks; "
+    code = ("import sys, skbottleneck.incremental, skbottleneck.chunks, skbottleneck.heads; "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)

@@ -7,9 +7,11 @@ uninterrupted one.
 
 import doctest
 import errno
+import importlib
 import json
 import os
 import pickle
+import pkgutil
 import re
 import shutil
 import signal
@@ -24,12 +26,14 @@ import numpy as np
 import pytest
 
 import skbottleneck.store as store_module
+import skbottleneck.store._subset_writer as subset_writer_module
 from _store_worker import METADATA, dataset, fingerprint, synthetic_features
-from skbottleneck import _cache
+from skbottleneck.cache._index import _indexes
 from skbottleneck.store import (
     FeatureCache,
     FeatureStore,
     InsufficientDiskSpaceError,
+    StoreSubset,
     StoreWarning,
     StoreWriter,
     UnsupportedFormatError,
@@ -97,7 +101,7 @@ def check_consistent(tmp_path, dtype="float32"):
         else:
             assert not (tmp_path / "features.h5.partial").exists() or (
                 tmp_path / "features.h5.partial" / "manifest.json").exists()
-        _cache._indexes.clear()  # look at it as a new process would
+        _indexes.clear()  # look at it as a new process would
         cache = FeatureCache(tmp_path / "cache", fingerprint(D), dtype=dtype)
         present = [k for k, f in zip(keys, cache.lookup(keys)) if f]
         if present:
@@ -389,6 +393,150 @@ def test_iter_chunks_covers_every_row_once_reproducibly(tmp_path):
             next(store.iter_chunks(0))
 
 
+def chunks_of_release_0_1(n, row_nbytes, chunk_size, seed, block_rows=None):
+    """The rows of each chunk as skbottleneck 0.1's ``iter_chunks`` dealt them."""
+    rng = np.random.RandomState(seed)
+    if block_rows is None:
+        block_rows = min(128 * 1024 // max(1, row_nbytes), chunk_size // 16)
+    block_rows = max(1, min(block_rows, chunk_size))
+    pieces, count, chunks = [], 0, []
+    for b in rng.permutation(-(-n // block_rows)):
+        lo, hi = int(b) * block_rows, min(n, (int(b) + 1) * block_rows)
+        while lo < hi:
+            take = min(hi - lo, chunk_size - count)
+            pieces.append(np.arange(lo, lo + take))
+            count, lo = count + take, lo + take
+            if count == chunk_size:
+                rows = np.concatenate(pieces)
+                chunks.append(rows[rng.permutation(len(rows))])
+                pieces, count = [], 0
+    if pieces:
+        rows = np.concatenate(pieces)
+        chunks.append(rows[rng.permutation(len(rows))])
+    return chunks
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_iter_chunks_deals_the_same_chunks_as_before_for_a_seed(tmp_path, dtype):
+    """A seed gives the chunks it gave before the store became a package
+    (blocks sized from the stored bytes per row: 16 rows of float32, 32 of float16)."""
+    n, d = 600, 2048
+    X = np.zeros((n, d), np.float32)
+    X[:, 0] = np.arange(n)
+    row_nbytes = d * np.dtype(dtype).itemsize
+    with make_store(tmp_path / "f.h5", X, labels=np.arange(n), dtype=dtype) as store:
+        for chunk_size, block_rows, seed in ((512, None, 0), (100, None, 1), (64, 5, 2),
+                                             (64, 1000, 3)):
+            got = [y for _, y in store.iter_chunks(chunk_size, random_state=seed,
+                                                   block_rows=block_rows)]
+            want = chunks_of_release_0_1(n, row_nbytes, chunk_size, seed, block_rows)
+            assert [g.tolist() for g in got] == [w.tolist() for w in want]
+            for (Xc, yc), w in zip(store.iter_chunks(chunk_size, random_state=seed,
+                                                     block_rows=block_rows), want):
+                assert np.array_equal(Xc[:, 0], w)
+
+
+def test_skipped_images_and_extraction(tmp_path):
+    X = np.ones((3, 2), np.float32)
+    with make_store(tmp_path / "a.h5", X) as store:
+        assert store.skipped_images == [] and store.extraction is None
+    skipped = [["/data/bad.jpg", "ImageError: cannot identify image file"],
+               ["/data/gone.jpg", "FileNotFoundError: no such file"]]
+    w = StoreWriter(tmp_path / "b.h5", paths=["a.jpg", "bad.jpg", "gone.jpg", "d.jpg"],
+                    n_features=2)
+    w.write_rows([0, 3], X[:2])
+    with w.finalize_subset([0, 3], metadata={"skipped_images": json.dumps(skipped)}) as store:
+        assert store.skipped_images == [tuple(s) for s in skipped]
+    with FeatureStore(tmp_path / "b.h5") as store:  # read back from disk
+        assert store.skipped_images == [tuple(s) for s in skipped]
+        assert pickle.loads(pickle.dumps(store)).extraction is None
+
+
+# --------------------------------------------------------------- StoreSubset
+class RecordingStore(FeatureStore):
+    """A FeatureStore that remembers which rows it read from disk."""
+
+    def _open(self):
+        super()._open()
+        self.rows_read = []
+
+    def _read_into(self, rows, out):
+        self.rows_read.append(np.array(rows, dtype=np.int64))
+        return super()._read_into(rows, out)
+
+
+def class_sorted_store(path, n=2000, d=64, dtype="float32"):
+    X = np.zeros((n, d), np.float32)
+    X[:, 0] = np.arange(n)  # each row says which it is
+    labels = np.repeat(np.arange(20), n // 20)  # sorted by class, like an image folder
+    make_store(path, X, labels=labels, dtype=dtype).close()
+    return RecordingStore(path), labels
+
+
+def test_store_subset_reads_each_of_its_rows_once_and_no_other(tmp_path):
+    store, labels = class_sorted_store(tmp_path / "f.h5")
+    rows = np.random.default_rng(0).choice(len(store), 700, replace=False)
+    sub = StoreSubset(store, rows)
+    keep = np.sort(rows)
+    assert len(sub) == 700 and sub.n_features == 64 and sub.shape == (700, 64)
+    assert np.array_equal(sub.rows, keep) and sub.dtype == np.float32
+    assert np.array_equal(sub.labels, labels[keep])
+    assert sub.paths.tolist() == [f"{i}.jpg" for i in keep]
+    assert sub.path == store.path and sub.metadata["n_rows"] == 2000
+    for kw in ({"random_state": 0}, {"shuffle": False}):
+        store.rows_read.clear()
+        chunks = list(sub.iter_chunks(64, **kw))
+        assert [len(X) for X, _ in chunks] == [64] * 10 + [60]
+        seen = np.concatenate([X[:, 0] for X, _ in chunks]).astype(int)
+        assert sorted(seen.tolist()) == keep.tolist()  # each row of the subset once
+        for X, y in chunks:
+            assert np.array_equal(y, labels[X[:, 0].astype(int)])  # y matches X
+        read = np.concatenate(store.rows_read)
+        assert len(read) == 700 and set(read.tolist()) == set(keep.tolist())  # no other row
+    assert np.array_equal(seen, keep)  # shuffle=False: in order
+    X, y = sub.read_rows([3, 0])
+    assert X[:, 0].tolist() == [keep[3], keep[0]]
+    assert y.tolist() == labels[[keep[3], keep[0]]].tolist()
+    mask = np.zeros(700, bool)
+    mask[[1, 5]] = True
+    assert sub.read_rows(mask)[0][:, 0].tolist() == [keep[1], keep[5]]
+    with pytest.raises(IndexError, match=r"\[0, 2000\)"):
+        StoreSubset(store, [0, 2000])
+    with pytest.raises(ValueError, match="chunk_size"):
+        next(sub.iter_chunks(0))
+    assert pickle.loads(pickle.dumps(sub)).read_rows([0])[0][0, 0] == keep[0]
+    store.close()
+
+
+def test_store_subset_shuffle_is_deterministic_and_mixes_blocks(tmp_path):
+    store, labels = class_sorted_store(tmp_path / "f.h5")
+    sub = StoreSubset(store, np.arange(0, 2000, 2))  # every other row: 1000 rows
+
+    def order(**kw):
+        return [X[:, 0].astype(int) for X, _ in sub.iter_chunks(100, **kw)]
+
+    a = order(random_state=0)
+    assert all(np.array_equal(u, v) for u, v in zip(a, order(random_state=0)))  # a seed repeats
+    assert not np.array_equal(np.concatenate(a), np.concatenate(order(random_state=1)))
+    # blocks of 100 // 16 = 6 neighbouring rows of the subset, dealt from all over it
+    for chunk in a:
+        assert len(np.unique(labels[chunk])) >= 5  # a class-sorted store gives mixed chunks
+        assert len(np.unique(chunk // 12)) >= 16  # rows from 16 blocks or more
+    assert not np.array_equal(np.sort(a[0]), a[0])  # rows permuted within a chunk
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_store_subset_of_every_row_deals_the_chunks_of_its_store(tmp_path, dtype):
+    """The subset sizes its blocks from the store's real bytes per row."""
+    store, _ = class_sorted_store(tmp_path / "f.h5", n=1000, d=2048, dtype=dtype)
+    sub = StoreSubset(store, np.arange(len(store)))  # blocks of 16 rows (float32), 32 (float16)
+    pairs = list(zip(store.iter_chunks(512, random_state=7), sub.iter_chunks(512, random_state=7)))
+    assert len(pairs) == 2
+    for (Xa, ya), (Xb, yb) in pairs:
+        assert np.array_equal(Xa, Xb) and np.array_equal(ya, yb)
+    store.close()
+
+
 def test_iter_chunks_memory_is_bounded_by_the_chunk(tmp_path):
     n, d, chunk = 8000, 256, 100
     X = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)  # 8 MB
@@ -461,12 +609,16 @@ def test_check_disk_space(tmp_path, monkeypatch, capsys):
     e = info.value
     assert isinstance(e, OSError) and e.errno == errno.ENOSPC
     assert e.free == 10 * 2**30 and e.required > n_images * n_features * 4
-    assert "20.1 GB" in str(e) and "10.7 GB is free" in str(e) and "50000 images" in str(e)
+    assert "18.7 GiB" in str(e) and "10.0 GiB is free" in str(e) and "50000 images" in str(e)
 
 
 def test_doctests(tmp_path):
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    for i, test in enumerate(finder.find(store_module)):
+    modules = [store_module] + [importlib.import_module(f"skbottleneck.store.{m.name}")
+                                for m in pkgutil.iter_modules(store_module.__path__)]
+    tests = [test for module in modules for test in finder.find(module)]
+    assert sum(len(test.examples) for test in tests) >= 25  # every module looked at
+    for i, test in enumerate(tests):
         test.globs["tmp_dir"] = tmp_path / str(i)
         test.globs["tmp_dir"].mkdir()
         runner.run(test)
@@ -487,7 +639,7 @@ def test_finalize_subset_copies_the_kept_rows_and_resumes_after_a_crash(tmp_path
         writer.finalize_subset([0, 3])
 
     # crash in the middle of the copy (4 rows per step; the third step fails)
-    monkeypatch.setattr(store_module, "_SUBSET_COPY_BYTES", 4 * d * 4)
+    monkeypatch.setattr(subset_writer_module, "_SUBSET_COPY_BYTES", 4 * d * 4)
     real_write_rows, calls, crash = StoreWriter.write_rows, [], [True]
 
     def failing_write_rows(self, rows, features):

@@ -1,5 +1,12 @@
 """CNN backbones for bottleneck features: registry, preprocessing, weights.
 
+The room is layered, lowest first: ``_weights`` (where weights come from,
+the identity string that names them, the Keras cache), ``_preprocessing``
+(each backbone's input scaling), ``_torch_pickle`` and ``_efficientnet_lite``
+(the bundled EfficientNet-Lite0 and its weight file), ``_build`` (calling a
+builder: seeding, bounded downloads) and ``_registry`` (the :class:`Backbone`
+table, :func:`list_backbones`, :func:`get_backbone`).
+
 Importing this package does not import TensorFlow; Keras is imported when a
 model is built.
 
@@ -24,6 +31,7 @@ from ._registry import (
     weights_identity,
 )
 from ._torch_pickle import UnsafeCheckpointError, load_torch_state_dict
+from ._weights import imagenet_weights_status, parse_weights_identity
 
 __all__ = [
     "Backbone",
@@ -33,7 +41,9 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "imagenet_class_names",
+    "imagenet_weights_status",
     "list_backbones",
     "load_torch_state_dict",
+    "parse_weights_identity",
     "weights_identity",
 ]

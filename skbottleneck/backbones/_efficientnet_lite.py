@@ -32,8 +32,8 @@ import importlib.util
 import os
 
 from .._keras import import_keras
-from ._registry import WeightsUnavailableError
 from ._torch_pickle import load_torch_state_dict
+from ._weights import WeightsUnavailableError
 
 __all__ = ["EfficientNetLite0", "lite0_weights_path"]
 

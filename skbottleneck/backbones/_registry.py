@@ -2,38 +2,23 @@
 
 Each :class:`Backbone` pairs a Keras builder with the input preprocessing its
 ImageNet weights were trained with, in the spirit of timm's model registry and
-``keras.applications``' per-model ``preprocess_input``. The preprocessing
-modes were read from ``keras/src/applications/*.py`` (Keras 3):
-
-- ``"caffe"`` (VGG16/19, ResNet50/101/152): RGB -> BGR, then subtract the
-  ImageNet BGR mean ``(103.939, 116.779, 123.68)``; no scaling.
-- ``"torch"`` (DenseNet): ``x / 255``, then subtract the ImageNet mean
-  ``(0.485, 0.456, 0.406)`` and divide by the std ``(0.229, 0.224, 0.225)``.
-- ``"tf"`` (InceptionV3, Xception, MobileNetV2, ResNet50V2,
-  InceptionResNetV2): ``x / 127.5 - 1``.
-- ``"none"`` (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3 and
-  EfficientNet-Lite0): the model rescales its [0, 255] input itself, in a
-  ``Rescaling``/``Normalization`` layer; ``keras.applications.<x>.
-  preprocess_input`` is the identity for these.
+``keras.applications``' per-model ``preprocess_input`` (the modes are
+described in :mod:`skbottleneck.backbones._preprocessing`). Building a model
+is :meth:`Backbone.build`; where its weights come from and the string that
+names them, :mod:`skbottleneck.backbones._weights`.
 """
 
-import contextlib
 import dataclasses
 import difflib
 import fnmatch
-import hashlib
-import http.client
-import importlib.metadata
-import os
-import random
-import socket
-import threading
-import urllib.error
 from numbers import Integral
 
-import numpy as np
-
-from .._keras import import_keras, import_tf
+from .._keras import import_keras
+from ..utils import check_seed
+from ._build import build_keras, download_timeout, is_download_failure, seeded
+from ._efficientnet_lite import LITE0_IMAGENET_ID
+from ._preprocessing import PREPROCESSING_MODES, preprocess
+from ._weights import WeightsUnavailableError, check_weights_file, format_weights_identity
 
 __all__ = [
     "Backbone",
@@ -44,142 +29,8 @@ __all__ = [
     "weights_identity",
 ]
 
-PREPROCESSING_MODES = ("caffe", "torch", "tf", "none")
-
-_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-# Per-operation socket timeout while Keras downloads ImageNet weights, so a
-# network that silently drops packets fails instead of hanging forever.
-_DOWNLOAD_SOCKET_TIMEOUT = 60.0
-
-_WEIGHT_FILE_EXTENSIONS = (".weights.h5", ".keras", ".h5", ".hdf5")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """The requested pretrained weights cannot be obtained (e.g. no network).
-
-    Examples
-    --------
-    >>> from skbottleneck.backbones import WeightsUnavailableError
-    >>> issubclass(WeightsUnavailableError, RuntimeError)
-    True
-    """
-
-
-def _keras_version():
-    try:
-        return importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return import_keras().__version__
-
-
-def _is_download_failure(exc):
-    """Whether ``exc`` (or what it wraps) is a failed weight download."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (urllib.error.URLError, socket.timeout, ConnectionError,
-                            http.client.HTTPException)):
-            return True
-        message = str(exc)
-        if message.startswith("URL fetch failure") or (
-            "Incomplete or corrupted file" in message
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-@contextlib.contextmanager
-def _download_timeout(seconds):
-    """Give socket operations a default timeout while downloading."""
-    previous = socket.getdefaulttimeout()
-    if previous is None:
-        socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-_SEED_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _seeded(random_state):
-    """Seed Keras' initialisers; restore Python's and NumPy's global RNGs after.
-
-    Keras draws the default seed of every initialiser from Python's global
-    ``random`` module, which other threads of the process may draw from
-    meanwhile (a Dask worker's event loop does, every few milliseconds): the
-    weights would then depend on them. During the build Keras draws from a
-    private generator instead, seeded like the global one, so the weights
-    are the same as in a quiet process, whatever other threads do.
-    """
-    if random_state is None:
-        yield
-        return
-    keras = import_keras()
-    try:  # where Keras 3 draws default seeds (a private module: may move)
-        from keras.src.random import seed_generator
-    except ImportError:  # pragma: no cover - other Keras layouts: global seeding only
-        seed_generator = None
-    private = seed_generator is not None and hasattr(seed_generator, "python_random")
-
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
-    with _SEED_LOCK:  # one seeded build at a time per process
-        keras.utils.set_random_seed(int(random_state))
-        if private:
-            shared = seed_generator.python_random
-            seed_generator.python_random = random.Random(int(random_state))
-        try:
-            yield
-        finally:
-            if private:
-                seed_generator.python_random = shared
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
-
-
-def _check_random_state(random_state):
-    if random_state is None or (
-        isinstance(random_state, Integral) and not isinstance(random_state, bool)
-        and 0 <= random_state < 2**32
-    ):
-        return random_state
-    raise ValueError(
-        "The 'random_state' parameter must be None or an int in [0, 2**32 - 1]. "
-        f"Got {random_state!r} instead."
-    )
-
-
-def _weights_file(weights):
-    """Validate a weights path; return ``(path, kind)`` with kind "keras"/"weights"."""
-    try:
-        path = os.fsdecode(os.fspath(weights))
-    except TypeError:
-        path = None
-    lower = "" if path is None else path.lower()
-    if not lower.endswith(_WEIGHT_FILE_EXTENSIONS):
-        raise ValueError(
-            "The 'weights' parameter must be 'imagenet', None, or a path to a "
-            "'.weights.h5' file (from model.save_weights) or a '.keras' file (from "
-            f"model.save). Got {weights!r} instead."
-        )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"The weights file {path!r} does not exist.")
-    return path, ("keras" if lower.endswith(".keras") else "weights")
-
-
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: Ids of the ImageNet weights of the bundled builders (not Keras' own).
+_BUNDLED_IMAGENET_IDS = {"efficientnet_lite0": LITE0_IMAGENET_ID}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +46,8 @@ class Backbone:
     default_size : int
         Input height and width the ImageNet weights were trained at.
     preprocessing : {"caffe", "torch", "tf", "none"}
-        Input transformation :meth:`preprocess` applies (see the module
-        docstring for the formulas).
+        Input transformation :meth:`preprocess` applies (the formulas are in
+        :mod:`skbottleneck.backbones._preprocessing`).
     feature_dim : int
         Number of channels of the top-less output feature map.
     offline_weights : bool
@@ -257,22 +108,7 @@ class Backbone:
         >>> get_backbone("inception_v3").preprocess(x)[0, 0, 0]
         array([1., 1., 1.], dtype=float32)
         """
-        if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
-            x = np.array(x, dtype=np.float32)  # copy: never modify the input
-        else:  # a tensor: only tensor operators, valid in graph mode
-            x = import_tf().cast(x, "float32")
-        if x.shape[-1] != 3:
-            raise ValueError(
-                f"Backbone {self.name!r} expects RGB images with 3 channels in the "
-                f"last axis. Got an input of shape {tuple(x.shape)} instead."
-            )
-        if self.preprocessing == "caffe":
-            return x[..., ::-1] - _CAFFE_MEAN_BGR
-        if self.preprocessing == "torch":
-            return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
-        if self.preprocessing == "tf":
-            return x / 127.5 - 1.0
-        return x
+        return preprocess(x, self.preprocessing, name=self.name)
 
     # ---------------------------------------------------------------- weights
     def weights_identity(self, weights="imagenet", random_state=None):
@@ -328,16 +164,7 @@ class Backbone:
         return (int(size[0]), int(size[1]))
 
     def _build_keras(self, weights, size):
-        keras = import_keras()
-        kwargs = dict(self.builder_kwargs)
-        if self.builder == "efficientnet_lite0":
-            from ._efficientnet_lite import EfficientNetLite0
-
-            return EfficientNetLite0(include_top=False, weights=weights,
-                                     input_shape=(*size, 3), **kwargs)
-        builder = getattr(keras.applications, self.builder)
-        return builder(include_top=False, weights=weights, input_shape=(*size, 3),
-                       **kwargs)
+        return build_keras(self.builder, weights, size, self.builder_kwargs)
 
     def build(self, weights="imagenet", input_size=None, random_state=None):
         """Build the backbone without its classifier top.
@@ -390,21 +217,21 @@ class Backbone:
         (None, 2, 2, 1280)
         """
         size = self._check_input_size(input_size)
-        random_state = _check_random_state(random_state)
+        random_state = check_seed(random_state)
         keras = import_keras()
 
         if weights is None:
-            with _seeded(random_state):
+            with seeded(random_state):
                 return self._build_keras(None, size)
 
         if isinstance(weights, str) and weights == "imagenet":
             if self.offline_weights:
                 return self._build_keras("imagenet", size)
             try:
-                with _download_timeout(_DOWNLOAD_SOCKET_TIMEOUT):
+                with download_timeout():
                     return self._build_keras("imagenet", size)
             except Exception as e:
-                if not _is_download_failure(e):
+                if not is_download_failure(e):
                     raise
                 offline = ", ".join(
                     repr(n) for n in list_backbones() if _REGISTRY[n].offline_weights
@@ -420,7 +247,7 @@ class Backbone:
                     f"ImageNet weights work offline: {offline}."
                 ) from e
 
-        path, kind = _weights_file(weights)
+        path, kind = check_weights_file(weights)
         if kind == "keras":
             try:
                 model = keras.models.load_model(path, compile=False)
@@ -593,6 +420,10 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
           unseeded one (not reproducible, hence not cacheable);
         - ``"file:<sha256 of the file>"`` for a weights or model file.
 
+    See Also
+    --------
+    parse_weights_identity : reads the string back as ``(kind, value)``.
+
     Examples
     --------
     >>> from skbottleneck.backbones import weights_identity
@@ -603,18 +434,8 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
     >>> weights_identity("imagenet", backbone="efficientnet_lite0")
     'imagenet:efficientnet-lite0-57934424:v1'
     """
-    random_state = _check_random_state(random_state)
-    if weights is None:
-        if random_state is None:
-            return None
-        return f"random:{int(random_state)}:keras-{_keras_version()}"
-    if isinstance(weights, str) and weights == "imagenet":
-        if backbone is not None and get_backbone(backbone).builder == (
-            "efficientnet_lite0"
-        ):
-            from ._efficientnet_lite import LITE0_IMAGENET_ID
-
-            return f"imagenet:{LITE0_IMAGENET_ID}"
-        return f"imagenet:keras-{_keras_version()}"
-    path, _ = _weights_file(weights)
-    return f"file:{_file_sha256(path)}"
+    random_state = check_seed(random_state)
+    imagenet_id = None
+    if backbone is not None and isinstance(weights, str) and weights == "imagenet":
+        imagenet_id = _BUNDLED_IMAGENET_IDS.get(get_backbone(backbone).builder)
+    return format_weights_identity(weights, random_state, imagenet_id=imagenet_id)

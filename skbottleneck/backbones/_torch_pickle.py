@@ -157,8 +157,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._persistent_load(pid)
 
 
-def _storage_from_pid(pid, views):
-    """Return ``(key, dtype)`` for a ``('storage', type, key, location, ...)`` id."""
+def _storage_type_and_key(pid):
+    """``(storage type, key)`` of a ``('storage', type, key, ...)`` persistent id."""
     if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
         raise pickle.UnpicklingError(f"Unsupported persistent id {pid!r}.")
     storage_type, key = pid[1], str(pid[2])
@@ -166,6 +166,12 @@ def _storage_from_pid(pid, views):
         raise pickle.UnpicklingError(
             f"Persistent id {pid!r} does not name a torch storage type."
         )
+    return storage_type, key
+
+
+def _storage_from_pid(pid, views):
+    """Return ``(key, dtype)`` for a ``('storage', type, key, location, ...)`` id."""
+    storage_type, key = _storage_type_and_key(pid)
     view_metadata = pid[5] if len(pid) > 5 else None
     if view_metadata is not None:
         # Very old files: (view_key, offset, view_size) into the root storage.
@@ -246,13 +252,7 @@ def _load_zip(f):
         storages = {}
 
         def persistent_load(pid):
-            if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-                raise pickle.UnpicklingError(f"Unsupported persistent id {pid!r}.")
-            storage_type, key = pid[1], str(pid[2])
-            if not isinstance(storage_type, _StorageType):
-                raise pickle.UnpicklingError(
-                    f"Persistent id {pid!r} does not name a torch storage type."
-                )
+            storage_type, key = _storage_type_and_key(pid)
             if key not in storages:
                 raw = archive.read(f"{prefix}data/{key}")
                 storages[key] = np.frombuffer(raw, dtype=storage_type.dtype)

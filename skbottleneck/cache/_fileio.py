@@ -6,6 +6,9 @@ HDF5 file (bypassing HDF5 for uncompressed, allocated datasets), HDF5
 datasets allocated up front, attribute and JSON conversion, and the
 format errors and warnings. See :mod:`skbottleneck.store` for how they make
 the stores crash-safe.
+
+It lives in the cache package, the lower of the two rooms that use it:
+the store imports it from here (the cache never imports the store).
 """
 
 import errno
@@ -37,10 +40,14 @@ class StoreWarning(UserWarning):
     lost but time.
     """
 
+    __module__ = "skbottleneck.store"  # where it is imported from, as tracebacks show it
+
 
 class UnsupportedFormatError(ValueError):
     """A file is not a skbottleneck store, or was written in a format version
     this skbottleneck does not read."""
+
+    __module__ = "skbottleneck.store"
 
 
 def _fsync_file(path):
@@ -340,7 +347,7 @@ def _library_versions():
                 "hdf5_version": h5py.version.hdf5_version,
                 "python_version": sys.version.split()[0]}
     try:
-        from . import __version__
+        from .. import __version__
 
         versions["skbottleneck_version"] = __version__
     except ImportError:  # pragma: no cover

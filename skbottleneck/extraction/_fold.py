@@ -40,7 +40,7 @@ def fold_batch_norm(model):
     n_folded : int
         How many batch normalisation layers were folded.
     """
-    from ._keras import import_keras
+    from .._keras import import_keras
 
     keras = import_keras()
     try:

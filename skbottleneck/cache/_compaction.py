@@ -1,0 +1,159 @@
+"""Compaction of a cache folder: many small shards merged into a few big ones.
+
+A merged shard is written under a temporary name, fsynced and renamed into
+``shards/`` before its sources are deleted, so a kill leaves at worst
+duplicates (same features), which the next compaction drops. A source is
+deleted only when each of its rows is in the merged shard or in another
+live shard.
+"""
+
+import os
+import warnings
+
+import numpy as np
+
+from ._fileio import (
+    _MAX_SPAN_BYTES,
+    StoreWarning,
+    _create_preallocated,
+    _fsync_dir,
+    _lock_file,
+    _pwrite,
+    _remove_stale_tmp,
+    _tmp_path,
+    _unlink_quietly,
+)
+from ._format import KEY_LENGTH, new_shard_name
+from ._shards import _Shard, read_shard_rows, set_shard_attrs
+
+__all__ = ["compact"]
+
+
+def compact(index, shard_attrs, min_shards=16, *, target_bytes=256 * 2**20):
+    """Merge the small shards of the folder of ``index``; see :meth:`FeatureCache.compact`.
+
+    Parameters
+    ----------
+    index : _CacheIndex
+        The index of the cache folder.
+    shard_attrs : dict
+        ``fingerprint_id``, ``dtype`` and ``metadata_json`` of the merged
+        shards (see :func:`~skbottleneck.cache._shards.set_shard_attrs`).
+    min_shards : int, default=16
+    target_bytes : int, default=256 MiB
+
+    Returns
+    -------
+    n_merged : int
+        Number of shards merged away.
+    """
+    try:
+        lock_fd = _lock_file(os.path.join(index.directory, "compact.lock"))
+    except FileNotFoundError:  # the cache was cleared meanwhile: nothing to merge
+        return 0
+    if lock_fd is None:  # another process is compacting
+        return 0
+    try:
+        _remove_stale_tmp(index.shard_dir)
+        with index.lock:
+            index.refresh()
+            # keys of another length (written by an older skbottleneck) are left
+            # where they are: a merged shard holds keys of one length
+            small = sorted((s for s in index.shards.values() if s.size < target_bytes // 4
+                            and s.key_length in (None, KEY_LENGTH)), key=lambda s: s.name)
+            if len(small) < max(int(min_shards), 2):
+                return 0
+            small_names = {s.name for s in small}
+            seen = set()
+            for s in index.shards.values():
+                if s.name not in small_names:
+                    seen.update(s.keys)
+            n_merged = 0
+            for group in _groups(small, target_bytes):
+                if len(group) < 2:
+                    continue
+                try:
+                    merged = _merge(index.shard_dir, group, seen, shard_attrs)
+                except FileNotFoundError:
+                    index.refresh()  # a source vanished (clear_cache?): stop here
+                    break
+                except OSError as e:
+                    warnings.warn(f"Compaction of the cache {index.directory} stopped: {e}",
+                                  StoreWarning, stacklevel=3)
+                    break
+                if merged is not None:
+                    index.add(merged)
+                for s in group:
+                    _unlink_quietly(s.path)
+                index.remove([s.name for s in group])
+                n_merged += len(group)
+            return n_merged
+    finally:
+        os.close(lock_fd)
+
+
+def _groups(shards, target_bytes):
+    """Consecutive runs of ``shards`` of about ``target_bytes`` each."""
+    groups, group, group_bytes = [], [], 0
+    for s in shards:
+        group.append(s)
+        group_bytes += s.size
+        if group_bytes >= target_bytes:
+            groups.append(group)
+            group, group_bytes = [], 0
+    if group:
+        groups.append(group)
+    return groups
+
+
+def _merge(shard_dir, sources, seen, shard_attrs):
+    """Write one merged shard of the rows of ``sources`` whose keys are not in ``seen``.
+
+    Adds the keys of ``sources`` to ``seen``. Returns the merged
+    :class:`_Shard`, or ``None`` when every row of ``sources`` is already
+    in ``seen`` (nothing to copy: the sources hold only duplicates).
+    """
+    import h5py
+
+    picks = []  # (shard, rows)
+    keys = []
+    for s in sources:
+        rows = [i for i, k in enumerate(s.keys) if k not in seen]
+        seen.update(s.keys)
+        if rows:
+            picks.append((s, np.asarray(rows, dtype=np.int64)))
+            keys.extend(s.keys[i] for i in rows)
+    if not keys:
+        return None
+    d = sources[0].n_features
+    key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_LENGTH)
+    dtype = np.dtype(shard_attrs["dtype"]).newbyteorder("<")
+    row_nbytes = d * dtype.itemsize
+    name = new_shard_name()
+    final = os.path.join(shard_dir, name)
+    tmp = _tmp_path(shard_dir, name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            set_shard_attrs(f, n_features=d, **shard_attrs)
+            f.create_dataset("keys", data=key_arr)
+            offset = _create_preallocated(f, "features", (len(keys), d), dtype)
+        fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        try:
+            pos = 0
+            block = max(1, _MAX_SPAN_BYTES // row_nbytes)
+            for s, rows in picks:
+                for a in range(0, len(rows), block):
+                    r = rows[a:a + block]
+                    buf = np.empty((len(r), d), dtype=dtype)
+                    read_shard_rows(s, r, np.arange(len(r)), buf)
+                    _pwrite(fd, buf, offset + pos * row_nbytes)
+                    pos += len(r)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(shard_dir)
+    return _Shard(name, final, keys, d, shard_attrs["dtype"], offset, os.path.getsize(final))

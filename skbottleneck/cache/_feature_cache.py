@@ -1,0 +1,324 @@
+"""The feature cache: feature vectors stored under the content key of their image.
+
+:class:`FeatureCache` looks keys up, reads and writes rows; the index
+(:mod:`._index`), the shard files (:mod:`._shards`) and the compaction
+(:mod:`._compaction`) do the work below it.
+"""
+
+import errno
+import json
+import os
+import time
+
+import numpy as np
+
+from ._compaction import compact
+from ._fileio import (
+    _canonical_json,
+    _check_storage_dtype,
+    _json_default,
+    _output_dtype,
+    _write_file_atomic,
+)
+from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, KEY_LENGTH, ROW_BITS, new_shard_name
+from ._index import get_index
+from ._keys import check_keys, fingerprint_id
+from ._shards import _Shard, read_shard_rows, shard_image
+
+__all__ = ["FeatureCache"]
+
+
+class FeatureCache:
+    """Content-keyed, crash-safe, multi-process cache of feature vectors.
+
+    Features are stored under a key of the image's content
+    (:func:`file_key`) in a folder per model fingerprint:
+    ``cache_dir/<fingerprint_id>/``. Each :meth:`write` adds one immutable
+    HDF5 shard, written to a temporary name, fsynced and renamed into
+    ``shards/``: a kill at any moment loses at most the batch being
+    written, and several processes can write at once (a key written twice
+    holds the same features). :meth:`compact` merges small shards. A
+    damaged shard is reported (:class:`StoreWarning` naming the file), moved
+    to ``quarantine/`` and its keys are reported missing.
+
+    Parameters
+    ----------
+    cache_dir : str or path-like
+        Root cache folder (see :func:`get_cache_dir`).
+    fingerprint : dict
+        Everything that changes the features: backbone, weights identity,
+        layer, pooling, input size, preprocessing, dtype, format version...
+        JSON-serialisable; key order does not matter.
+    dtype : {"float32", "float16", "float64"}, default="float32"
+        Storage dtype. ``"float16"`` halves the disk space; rows are read
+        back as float32.
+    metadata : dict, default=None
+        Reproducibility information (library versions, weights hash...)
+        recorded in ``fingerprint.json`` and in every shard.
+
+    Attributes
+    ----------
+    path : str
+        The folder of this fingerprint: ``cache_dir/<fingerprint_id>``.
+    fingerprint_id : str
+        See :func:`fingerprint_id`.
+    n_features : int or None
+        Length of the cached vectors; ``None`` while the cache is empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbottleneck.cache import FeatureCache
+    >>> cache = FeatureCache(tmp_dir, {"backbone": "mobilenet_v2", "pooling": "avg"})
+    >>> keys = [b"a" * 20, b"b" * 20]
+    >>> cache.lookup(keys)
+    array([False, False])
+    >>> cache.write(keys, np.arange(6, dtype=np.float32).reshape(2, 3))
+    >>> cache.lookup([b"b" * 20, b"c" * 20])
+    array([ True, False])
+    >>> cache.read([b"b" * 20, b"a" * 20])
+    array([[3., 4., 5.],
+           [0., 1., 2.]], dtype=float32)
+    """
+
+    def __init__(self, cache_dir, fingerprint, *, dtype="float32", metadata=None):
+        self.cache_dir = os.path.abspath(os.fspath(cache_dir))
+        self.fingerprint = fingerprint
+        self.dtype = _check_storage_dtype(dtype)
+        self.metadata = dict(metadata or {})
+        self.fingerprint_id = fingerprint_id(fingerprint, self.dtype)
+        self.path = os.path.join(self.cache_dir, self.fingerprint_id)
+        self._metadata_json = _canonical_json(self.metadata)
+        self._ensure_dirs()
+
+    # -- folders
+    def _ensure_dirs(self):
+        os.makedirs(os.path.join(self.path, "shards"), exist_ok=True)
+        fp_json = os.path.join(self.path, "fingerprint.json")
+        if not os.path.exists(fp_json):
+            doc = {"schema": CACHE_SCHEMA, "format_version": CACHE_FORMAT_VERSION,
+                   "fingerprint_id": self.fingerprint_id, "fingerprint": self.fingerprint,
+                   "storage_dtype": self.dtype, "metadata": self.metadata,
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            _write_file_atomic(fp_json, json.dumps(doc, indent=1, sort_keys=True,
+                                                   default=_json_default).encode())
+
+    @property
+    def _index(self):
+        return get_index(self.path, self.dtype)
+
+    @property
+    def n_features(self):
+        index = self._index
+        with index.lock:
+            if index.n_features is None:
+                index.refresh()
+            return index.n_features
+
+    def __len__(self):
+        index = self._index
+        with index.lock:
+            index.refresh()
+            return len(index.where)
+
+    def __contains__(self, key):
+        return bool(self.lookup([key])[0])
+
+    def __repr__(self):
+        return f"FeatureCache({self.cache_dir!r}, id={self.fingerprint_id!r}, dtype={self.dtype!r})"
+
+    def __getstate__(self):
+        return {"cache_dir": self.cache_dir, "fingerprint": self.fingerprint,
+                "dtype": self.dtype, "metadata": self.metadata}
+
+    def __setstate__(self, state):
+        self.__init__(state["cache_dir"], state["fingerprint"], dtype=state["dtype"],
+                      metadata=state["metadata"])
+
+    # -- reading
+    def lookup(self, keys):
+        """Which keys have cached features.
+
+        Indexes the shards written (by any process) since the last look:
+        one directory listing when nothing changed.
+
+        Parameters
+        ----------
+        keys : sequence of bytes
+            Content keys (:func:`file_key`).
+
+        Returns
+        -------
+        found : ndarray of bool, shape (n_keys,)
+        """
+        keys = check_keys(keys)
+        index = self._index
+        with index.lock:
+            index.refresh()
+            where = index.where
+            return np.fromiter((k in where for k in keys), dtype=bool, count=len(keys))
+
+    def read(self, keys, out=None):
+        """Cached features of ``keys``, in the given order.
+
+        Rows are grouped by shard and read in sorted order, neighbours in
+        one system call; a shard removed meanwhile by a compaction is
+        looked up again.
+
+        Parameters
+        ----------
+        keys : sequence of bytes
+            Keys that :meth:`lookup` reported present.
+        out : ndarray of shape (n_keys, n_features), default=None
+            Where to put the rows; a new array (float32 for float16
+            storage, else the storage dtype) when ``None``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_keys, n_features)
+
+        Raises
+        ------
+        KeyError
+            Some keys are not in the cache.
+        """
+        keys = check_keys(keys)
+        index = self._index
+        with index.lock:
+            for attempt in range(8):
+                if attempt or index.n_features is None:
+                    index.refresh()
+                get = index.where.get
+                codes = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+                missing = np.flatnonzero(codes < 0)
+                if len(missing) and attempt < 7:
+                    # New shards, or a race with compactions: the listing held
+                    # a merged shard that a second compaction merged away before
+                    # it could be opened. Look again, giving them time to finish.
+                    time.sleep(0.002 * attempt)
+                    continue
+                if len(missing):
+                    raise KeyError(
+                        f"{len(missing)} of the {len(keys)} keys are not in the cache "
+                        f"{self.path} (first: {keys[missing[0]].hex()}); call lookup() first."
+                    )
+                d = index.n_features or 0
+                if out is None:
+                    out = np.empty((len(keys), d), dtype=_output_dtype(self.dtype))
+                elif out.shape != (len(keys), d):
+                    raise ValueError(f"out must have shape {(len(keys), d)}; got {out.shape}.")
+                try:
+                    self._read_codes(index, codes, out)
+                    return out
+                except FileNotFoundError:
+                    continue  # a shard was merged away meanwhile: rescan
+            raise RuntimeError(f"The cache {self.path} keeps changing under the reader.")
+
+    @staticmethod
+    def _read_codes(index, codes, out):
+        """``out[i]`` = the row of index entry ``codes[i]``, one shard at a time."""
+        if len(codes) == 0:
+            return
+        nos = codes >> ROW_BITS
+        rows = codes & ((1 << ROW_BITS) - 1)
+        order = np.argsort(nos, kind="stable")
+        snos = nos[order]
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(snos)) + 1, [len(snos)]))
+        for g in range(len(bounds) - 1):
+            sel = order[bounds[g]:bounds[g + 1]]
+            shard = index.by_no[int(snos[bounds[g]])]
+            if shard is None:
+                raise FileNotFoundError(errno.ENOENT, "shard removed", "")
+            read_shard_rows(shard, rows[sel], sel, out)
+
+    # -- writing
+    def write(self, keys, features):
+        """Add features to the cache: one immutable shard, written atomically.
+
+        Parameters
+        ----------
+        keys : sequence of bytes
+            Content keys (:func:`file_key`), 20 bytes each.
+        features : array-like of shape (n_keys, n_features)
+            Converted to the storage dtype.
+
+        Raises
+        ------
+        ValueError
+            A key is not 20 bytes long, ``features`` has another shape, or
+            another number of features than the cache holds.
+        """
+        keys = check_keys(keys)
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[0] != len(keys):
+            raise ValueError(
+                f"features must have shape (n_keys, n_features) = ({len(keys)}, ...); "
+                f"got {features.shape}."
+            )
+        for i, k in enumerate(keys):
+            if len(k) != KEY_LENGTH:
+                raise ValueError(
+                    f"cache keys must be {KEY_LENGTH} bytes long (the digests of file_key); "
+                    f"key {i} is {len(k)} bytes long: {k[:32]!r}."
+                )
+        if not keys:
+            return
+        index = self._index
+        d = features.shape[1]
+        if index.n_features is None:
+            with index.lock:
+                index.refresh()
+        known = index.n_features
+        if known is not None and d != known:
+            raise ValueError(f"This cache holds {known} features per image; got {d}.")
+        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_LENGTH)
+        feats = np.ascontiguousarray(features, dtype=np.dtype(self.dtype).newbyteorder("<"))
+        image, offset = shard_image(key_arr, feats, **self._shard_attrs)
+        name = new_shard_name()
+        path = os.path.join(self.path, "shards", name)
+        try:
+            _write_file_atomic(path, image)
+        except FileNotFoundError:  # folder removed by clear_cache meanwhile
+            self._ensure_dirs()
+            _write_file_atomic(path, image)
+        shard = _Shard(name, path, list(keys), d, self.dtype, offset, len(image))
+        with index.lock:
+            if index.n_features is not None and d != index.n_features:
+                return  # pragma: no cover - raced by another writer of another width
+            index.add(shard)
+
+    @property
+    def _shard_attrs(self):
+        """What every shard of this cache records about it (see ``set_shard_attrs``)."""
+        return {"fingerprint_id": self.fingerprint_id, "dtype": self.dtype,
+                "metadata_json": self._metadata_json}
+
+    # -- compaction
+    def compact(self, min_shards=16, *, target_bytes=256 * 2**20):
+        """Merge small shards into bigger ones.
+
+        Shards smaller than ``target_bytes / 4`` are copied, row block by
+        row block (bounded memory), into merged shards of about
+        ``target_bytes`` (duplicate keys kept once); each merged shard is
+        written under a temporary name, fsynced and renamed before its
+        sources are deleted. Readers that listed a deleted shard look the
+        keys up again. One process compacts at a time (a lock file); the
+        others return at once. A shard is deleted only once each of its
+        rows is in a merged shard or another live one; shards of keys of
+        another length than 20 bytes (which an older skbottleneck could
+        write) are left as they are. Also deletes temporary files older
+        than an hour (left by killed writers).
+
+        Parameters
+        ----------
+        min_shards : int, default=16
+            Do nothing unless at least this many small shards exist.
+        target_bytes : int, default=256 MiB
+            Size of a merged shard.
+
+        Returns
+        -------
+        n_merged : int
+            Number of shards merged away (0 when nothing was done).
+        """
+        return compact(self._index, self._shard_attrs, min_shards, target_bytes=target_bytes)

@@ -1,0 +1,36 @@
+"""``skbottleneck backbones``: the registered backbones, and whether they work offline."""
+
+import json
+
+from ..backbones import get_backbone, imagenet_weights_status, list_backbones
+from ._output import EXIT_OK, echo
+
+__all__ = ["cmd_backbones"]
+
+_LEGEND = {"bundled": "yes (bundled)", "cached": "yes (Keras cache)",
+           "download": "no (download)", "unknown": "unknown"}
+
+
+def cmd_backbones(args):
+    """Print the backbones as a table or JSON."""
+    rows = []
+    for name in list_backbones():
+        b = get_backbone(name)
+        status = imagenet_weights_status(b)
+        rows.append({"name": name, "default_size": b.default_size, "feature_dim": b.feature_dim,
+                     "preprocessing": b.preprocessing, "imagenet_weights": status,
+                     "imagenet_offline": status in ("bundled", "cached")})
+    if args.format == "json":
+        echo(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = [("BACKBONE", "SIZE", "FEATURES", "PREPROCESSING", "IMAGENET OFFLINE")]
+    table += [(r["name"], str(r["default_size"]), str(r["feature_dim"]), r["preprocessing"],
+               _LEGEND[r["imagenet_weights"]]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        echo("  ".join(cell.ljust(w) if i in (0, 3, 4) else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    echo("\nSIZE: default input height and width. FEATURES: features per image with "
+         "--pooling avg or max\n(with --pooling none, times the feature map's height x width). "
+         "Without ImageNet weights\noffline: --weights none (random) or a .weights.h5/.keras file.")
+    return EXIT_OK

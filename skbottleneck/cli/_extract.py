@@ -1,0 +1,92 @@
+"""``skbottleneck extract``: the CNN features of an image folder or file list, into a store."""
+
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .._keras import import_tf
+from ..backbones import get_backbone
+from ..extraction import CNNFeatureTransformer
+from ..images import ImageError
+from ..utils import format_bytes
+from ._files import (
+    check_writable_dir,
+    check_writable_file,
+    load_folder,
+    read_file_list,
+    weights_arg,
+    write_errors,
+)
+from ._output import EXIT_FAILURE, EXIT_OK, CLIError, echo
+
+__all__ = ["cmd_extract"]
+
+
+def cmd_extract(args):
+    """Extract into ``--out``; list the unreadable images left out in the errors file."""
+    if (args.image_dir is None) == (args.file_list is None):
+        raise CLIError("give either IMAGE_DIR or --file-list FILE (exactly one).")
+    try:
+        get_backbone(args.backbone)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    weights = weights_arg(args.weights)
+    out = check_writable_file(args.out, "feature store")
+    errors_file = args.errors_file or out + ".errors.csv"
+    if args.on_error == "skip":
+        check_writable_file(errors_file, "errors file")
+    if args.image_dir is not None:
+        paths, labels = load_folder(args.image_dir)
+    else:
+        paths, labels = read_file_list(args.file_list)
+    cache_dir = None if args.no_cache else (args.cache_dir or "auto")
+    if cache_dir not in (None, "auto"):
+        check_writable_dir(cache_dir, "cache folder")
+
+    transformer = CNNFeatureTransformer(
+        args.backbone, weights=weights, layer=args.layer,
+        pooling=None if args.pooling == "none" else args.pooling,
+        input_size=args.input_size, batch_size=args.batch_size, dtype=args.dtype,
+        cache_dir=cache_dir, on_error=args.on_error, decode_threads=args.decode_threads,
+        random_state=args.random_state, verbose=0 if args.quiet else (2 if args.verbose else 1),
+    )
+    import_tf(quiet=True)
+    n_classes = "" if labels is None else f" in {len(np.unique(labels))} classes"
+    if not args.quiet:
+        echo(f"{len(paths)} images{n_classes}; backbone {args.backbone}, "
+             f"weights {args.weights}, writing {out}", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # skipped images are reported below, with the errors file
+            warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
+            store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
+    except FileExistsError as e:
+        message = str(e.strerror or e).replace("overwrite=True", "--overwrite")
+        raise CLIError(message) from e
+    except ImageError as e:
+        if args.on_error != "skip":
+            raise CLIError(f"{e} (--on-error skip leaves unreadable images out; rerunning keeps "
+                           "the features already extracted)", EXIT_FAILURE) from e
+        # extract() keeps the readable images; it raises only when there are none
+        write_errors(errors_file, getattr(e, "failed", None) or [(e.path, e.reason)])
+        raise CLIError(f"none of the {len(paths)} images could be read; see {errors_file}",
+                       EXIT_FAILURE) from None
+    elapsed = time.perf_counter() - t0
+    skipped = list(store.skipped_images)  # by this run or, when it had nothing to do, a previous one
+    if skipped:
+        write_errors(errors_file, skipped)
+        echo(f"skbottleneck: warning: {len(skipped)} unreadable images were left out; "
+             f"listed in {errors_file}", file=sys.stderr)
+    stats = store.extraction.stats
+    size = os.path.getsize(out) if os.path.exists(out) else 0
+    detail = ""
+    if stats:
+        detail = (f" ({stats.get('n_extracted', 0)} through the CNN, "
+                  f"{stats.get('n_cached', 0)} from the cache)")
+    echo(f"wrote {len(store)} images x {store.n_features} features ({args.dtype}) to {out} "
+         f"[{format_bytes(size)}] in {elapsed:.1f} s{detail}")
+    return EXIT_OK

@@ -1,0 +1,147 @@
+"""What the commands read and write: checked before minutes of work start.
+
+Every helper turns a missing, unreadable or wrong kind of file into a
+:class:`CLIError` that names it (exit status 2), so that a command fails
+at once rather than after extracting or training.
+"""
+
+import csv
+import os
+
+import joblib
+import numpy as np
+
+from .._keras import import_tf
+from ..datasets import list_images, load_image_folder
+from ..store import FeatureStore
+from ._output import CLIError
+
+__all__ = ["check_writable_dir", "check_writable_file", "feature_step", "find_images",
+           "load_folder", "load_model", "open_store", "read_file_list", "weights_arg",
+           "write_errors"]
+
+
+def check_writable_file(path, what):
+    """Fail early (before minutes of work) when ``path`` cannot be written."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CLIError(f"{what} {path!r} is a folder; give a file name.")
+    if not os.path.isdir(parent):
+        raise CLIError(f"cannot write {what} {path!r}: the folder {parent!r} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise CLIError(f"cannot write {what} {path!r}: permission denied.")
+    return path
+
+
+def check_writable_dir(path, what):
+    """Fail early when the folder ``path`` cannot be created or written."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{what} {path!r} exists and is not a folder.")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {what} {path!r}: permission denied.")
+    return path
+
+
+def load_folder(path):
+    """``(paths, labels)`` of a class-per-subfolder image folder."""
+    if not os.path.exists(path):
+        raise CLIError(f"image folder {path!r} does not exist.")
+    if not os.path.isdir(path):
+        raise CLIError(f"{path!r} is not a folder.")
+    try:
+        return load_image_folder(path)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+
+
+def find_images(inputs):
+    """The image files named on the command line (files, folders, patterns)."""
+    try:
+        return list_images(inputs)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from e
+
+
+def read_file_list(path):
+    """``(paths, labels)`` of a file list: one ``PATH[<tab>LABEL]`` per line."""
+    if not os.path.isfile(path):
+        raise CLIError(f"file list {path!r} does not exist.")
+    base = os.path.dirname(os.path.abspath(path))
+    paths, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            image, sep, label = line.partition("\t")
+            image = os.path.expanduser(image.strip())
+            paths.append(image if os.path.isabs(image) else os.path.join(base, image))
+            labels.append(label.strip() if sep else None)
+    if not paths:
+        raise CLIError(f"file list {path!r} names no images.")
+    n_labelled = sum(lab is not None for lab in labels)
+    if n_labelled not in (0, len(labels)):
+        raise CLIError(f"file list {path!r}: {n_labelled} of {len(labels)} lines have a label "
+                       "(PATH<tab>LABEL); give a label on every line or on none.")
+    return np.asarray(paths), (np.asarray(labels) if n_labelled else None)
+
+
+def open_store(path):
+    """The :class:`~skbottleneck.FeatureStore` at ``path``, open for reading."""
+    if not os.path.exists(path):
+        raise CLIError(f"feature store {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise CLIError(f"{path!r} is a folder, not a feature store file.")
+    try:
+        return FeatureStore(path)
+    except Exception as e:
+        raise CLIError(f"{path!r} is not a readable feature store: {e}") from e
+
+
+def load_model(path):
+    """The model saved by ``skbottleneck train`` (anything with ``predict``)."""
+    if not os.path.exists(path):
+        raise CLIError(f"model file {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise CLIError(f"{path!r} is a folder, not a model file.")
+    import_tf(quiet=True)  # a pickled Keras head imports it while loading
+    try:
+        model = joblib.load(path)
+    except Exception as e:
+        raise CLIError(f"{path!r} is not a model file saved by `skbottleneck train` "
+                       f"(joblib could not load it: {type(e).__name__}: {e})") from e
+    if not hasattr(model, "predict"):
+        raise CLIError(f"{path!r} holds a {type(model).__name__}, not a model with predict().")
+    return model
+
+
+def feature_step(model):
+    """The CNN feature transformer that starts the Pipeline ``model``, else None."""
+    steps = getattr(model, "steps", None)
+    if steps and hasattr(steps[0][1], "extract"):
+        return steps[0][1]
+    return None
+
+
+def weights_arg(text):
+    """The ``weights`` parameter that ``--weights TEXT`` means."""
+    if text is None or text.lower() in ("none", "null", "random"):
+        return None
+    if text.lower() == "imagenet":
+        return "imagenet"
+    if not os.path.isfile(text):
+        raise CLIError(f"weights file {text!r} does not exist (--weights takes imagenet, none or a file).")
+    return text
+
+
+def write_errors(path, failed):
+    """Write the ``(path, reason)`` of the images left out, as CSV."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows(failed)

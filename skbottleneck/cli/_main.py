@@ -1,0 +1,78 @@
+"""``main``: parse the command line, run one command, turn errors into exit statuses."""
+
+import importlib
+import os
+import sys
+import warnings
+
+from ._output import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    describe,
+    error,
+    exit_code,
+    show_warning,
+)
+from ._parser import build_parser
+
+__all__ = ["main"]
+
+# command -> module that runs it (imported only when that command runs, so that
+# `--help`, `backbones` and `cache` do not import the CNN and training stack)
+_COMMANDS = {"backbones": "_backbones", "extract": "_extract", "train": "_train",
+             "evaluate": "_evaluate", "predict": "_evaluate", "cache": "_cache"}
+
+
+def _command(name):
+    module = importlib.import_module(f".{_COMMANDS[name]}", __package__)
+    return getattr(module, f"cmd_{name}")
+
+
+def main(argv=None):
+    """Run the ``skbottleneck`` command; returns its exit status.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success; see :data:`EXIT_CODES`.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    show_traceback = "--traceback" in argv or os.environ.get("SKBOTTLENECK_TRACEBACK") == "1"
+    argv = [a for a in argv if a != "--traceback"]  # accepted anywhere on the line
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except CLIError as e:
+            return error(e, e.code)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return _command(args.command)(args)
+    except KeyboardInterrupt:
+        hint = " (rerun the same command to resume; finished batches are kept)" if (
+            argv and argv[0] == "extract") else ""
+        return error(f"interrupted{hint}", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # e.g. `skbottleneck predict ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as e:
+        if show_traceback:
+            import traceback
+
+            traceback.print_exc()
+        return error(describe(e), exit_code(e))
+    finally:
+        warnings.showwarning = previous_showwarning

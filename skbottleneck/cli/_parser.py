@@ -1,0 +1,200 @@
+"""The ``argparse`` parser of the ``skbottleneck`` command and its argument types.
+
+A usage error raises :class:`CLIError` (one line, exit status 2) instead of
+argparse's own exit, so that every error of the command reads the same.
+"""
+
+import argparse
+import ast
+
+from .. import __version__
+from ..heads import HEADS
+from ._output import EXIT_SUMMARY, EXIT_USAGE, CLIError
+
+__all__ = ["build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors raise :class:`CLIError`."""
+
+    def error(self, message):
+        hint = f" (see '{self.prog} --help')"
+        raise CLIError(f"{message}{hint}", EXIT_USAGE)
+
+
+def _input_size(text):
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a size in pixels such as 224 or 150x200 (height x width); got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
+    return value
+
+
+def _param(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. alpha=1e-4; got {text!r}")
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = {"none": None, "true": True, "false": False}.get(value.lower(), value)
+    return key.strip(), parsed
+
+
+def build_parser():
+    """The ``argparse`` parser of the ``skbottleneck`` command."""
+    parser = _Parser(
+        prog="skbottleneck",
+        description="Transfer learning by CNN bottleneck features: turn a folder of images "
+                    "into a trained classifier on a laptop.",
+        epilog="exit status:\n" + "\n".join(f"  {k:<4} {v}" for k, v in EXIT_SUMMARY.items())
+               + "\n\nRun 'skbottleneck COMMAND --help' for the options of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"skbottleneck {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an error (for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # backbones
+    p = sub.add_parser("backbones", help="list the CNN backbones and whether their weights work offline",
+                       description="List the registered backbones: default input size, feature "
+                                   "size (channels, i.e. features per image with pooling), "
+                                   "preprocessing, and whether ImageNet weights are available "
+                                   "without network access (bundled, or already downloaded into "
+                                   "the Keras cache).")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    # extract
+    p = sub.add_parser("extract", help="compute CNN features of images into a feature store (HDF5)",
+                       description="Compute the CNN features of a class-per-subfolder image folder "
+                                   "(or of the images listed in --file-list) and write them, with "
+                                   "their labels, to a feature store. Rerunning the same command "
+                                   "after an interruption resumes where it stopped.")
+    p.add_argument("image_dir", nargs="?", metavar="IMAGE_DIR",
+                   help="folder with one subfolder of images per class")
+    p.add_argument("--file-list", metavar="FILE",
+                   help="text file with one image path per line, optionally followed by a tab "
+                        "and its label (relative paths are relative to FILE's folder)")
+    p.add_argument("--out", "-o", required=True, metavar="STORE",
+                   help="feature store to write, e.g. features.h5")
+    p.add_argument("--backbone", "-b", default="efficientnet_lite0",
+                   help="backbone name (see `skbottleneck backbones`; default: efficientnet_lite0, "
+                        "whose ImageNet weights ship with the package)")
+    p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
+                   help="'imagenet' (default), 'none' (random, seeded by --random-state) or a "
+                        ".weights.h5/.keras file")
+    p.add_argument("--layer", help="name of the backbone layer to take features from (default: the last)")
+    p.add_argument("--pooling", choices=("avg", "max", "none"), default="avg",
+                   help="global pooling of the feature map; 'none' keeps the whole flattened map")
+    p.add_argument("--input-size", type=_input_size, metavar="N|HxW",
+                   help="resize images to this size (default: the backbone's)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="dtype of the stored features (float16 halves the disk space)")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--random-state", type=int, help="seed of the random weights with --weights none")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="feature cache folder (default: $SKBOTTLENECK_CACHE_DIR or the user cache)")
+    group.add_argument("--no-cache", action="store_true", help="do not use the feature cache")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="'raise' (default): stop at the first unreadable image; 'skip': leave "
+                        "unreadable images out and list them in the errors file")
+    p.add_argument("--errors-file", metavar="CSV",
+                   help="where --on-error skip lists the skipped images (default: STORE.errors.csv)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store written from other images or another model")
+    p.add_argument("--decode-threads", type=_positive_int, metavar="N")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print per-stage timings")
+
+    # train
+    p = sub.add_parser("train", help="train a classifier head on a feature store, out of core",
+                       description="Train a classifier head on the features of a store, reading "
+                                   "it in chunks (it may be larger than memory), print the "
+                                   "accuracy on held-out rows, and save a scikit-learn Pipeline "
+                                   "[CNN features, head] that predicts from image files.")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("--head", choices=HEADS, default="logreg",
+                   help="logreg: logistic regression (SGD, log loss); sgd: linear SVM (SGD, hinge "
+                        "loss); mlp: scikit-learn MLPClassifier; keras-mlp: Keras dense head. "
+                        "Default: logreg")
+    p.add_argument("--param", "-p", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the head, e.g. -p alpha=1e-4 -p hidden_layer_sizes=(256,) "
+                        "(repeatable; values are Python literals)")
+    p.add_argument("--epochs", type=_positive_int, help="passes over the training rows")
+    p.add_argument("--val-fraction", type=_fraction, default=0.2,
+                   help="fraction of the rows held out to measure accuracy (stratified; default 0.2; "
+                        "0 trains on all rows)")
+    p.add_argument("--chunk-size", type=_positive_int, default=4096, help="rows read at a time")
+    p.add_argument("--random-state", type=int, default=0,
+                   help="seed of the split, the shuffling and the head")
+    p.add_argument("--weights", metavar="PATH",
+                   help="the weights file the features were extracted with, when it was a file "
+                        "(the store records only its checksum)")
+    p.add_argument("--out", "-o", required=True, metavar="MODEL",
+                   help="model file to write, e.g. model.joblib")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="classification report, confusion matrix and metrics of a model",
+                       description="Evaluate a saved model on a feature store (fast: no CNN) or on "
+                                   "a class-per-subfolder image folder, and write a report folder: "
+                                   "classification_report.txt, metrics.json, predictions.csv, "
+                                   "confusion_matrix.png (and learning_curve.png for Keras heads).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="STORE|IMAGE_DIR")
+    p.add_argument("--report", "-r", default="report", metavar="DIR", help="report folder (default: report)")
+    p.add_argument("--normalize", choices=("true", "pred", "all", "none"), default="true",
+                   help="normalisation of the second confusion-matrix panel "
+                        "(default: true, i.e. per true class)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="with an image folder: stop at an unreadable image, or skip it")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    # predict
+    p = sub.add_parser("predict", help="predict the class of images",
+                       description="Predict the class of image files (folders are searched "
+                                   "recursively for images). Unreadable images get an empty "
+                                   "prediction and an error message; the exit status is then 1.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("images", nargs="+", metavar="IMAGE|IMAGE_DIR")
+    p.add_argument("--proba", action="store_true", help="also print the probability of every class")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--out", "-o", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--verbose", "-v", action="store_true", help="progress bar on stderr")
+
+    # cache
+    p = sub.add_parser("cache", help="show or clear the feature cache",
+                       description="Show the size of the feature cache per model, or clear it.")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--backbone", help="only the features of this backbone")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache folder (default: $SKBOTTLENECK_CACHE_DIR or the user cache)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+

@@ -1,0 +1,146 @@
+"""The CNN stage on a Dask worker: what travels with a task, and the task.
+
+A task carries a small spec: an unfitted copy of the client's transformer
+(its parameters only; a Keras model given as backbone travels as a file in
+the shared cache folder, loaded once per worker process), the cache it
+must write to, and the SHA-256 of the client's weights. The worker fits
+its copy (the CNN is built once per worker process and reused by its next
+tasks), checks that it built the very same weights, and runs an
+:class:`~._engine.ExtractionEngine` of its own into the shared cache.
+"""
+
+import json
+import os
+import time
+import uuid
+from collections import OrderedDict
+
+from sklearn.base import clone
+
+from ..cache import FeatureCache
+from ._engine import ExtractionEngine
+from ._fingerprint import store_metadata
+from ._runner import forget_runner, get_runner, weights_digest
+
+__all__ = ["extract_partition", "worker_name", "worker_spec"]
+
+_LOADED_MODELS = {}  # model file -> keras.Model, per worker process
+_FITTED = OrderedDict()  # what a spec describes -> its fitted transformer, per process
+_FITTED_SIZE = 2
+
+
+def worker_name():
+    """The address of the Dask worker running this task (or the pid outside one)."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):  # pragma: no cover - run outside a worker
+        return f"pid {os.getpid()}"
+
+
+def worker_spec(engine):
+    """What a worker needs to extract like ``engine`` (small, picklable)."""
+    transformer, cache = engine.transformer, engine.cache
+    params = transformer.get_params(deep=False)
+    # the cache folder resolved here ("auto" would resolve on each worker),
+    # failures returned rather than raised (a raise would be retried), no bars
+    params.update(cache_dir=cache.cache_dir, on_error="skip", verbose=0)
+    weights = params["weights"]
+    if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
+        params["weights"] = os.path.abspath(os.fspath(weights))  # a file on the shared FS
+    model_file = None
+    if not isinstance(params["backbone"], str):  # a Keras model: shared as a file
+        model_file = _save_model(params["backbone"], transformer.fingerprint_, cache)
+        params["backbone"] = None
+    return {
+        "transformer": type(transformer)(**params),  # unfitted: parameters only
+        "model_file": model_file,
+        "fingerprint": transformer.fingerprint_,
+        "cache_root": cache.cache_dir,
+        "cache_path": cache.path,
+        # the workers check that they built the very same CNN before they
+        # write to the cache (another Keras version, another file under the
+        # weights path, a seeded initialisation disturbed by another thread...)
+        "weights_sha256": weights_digest(engine.runner),
+    }
+
+
+def _save_model(model, fingerprint, cache):
+    """Save a Keras model given as backbone into the shared cache folder, once."""
+    name = fingerprint["weights"].split(":")[-1][:32]
+    path = os.path.join(cache.path, "models", f"{name}.keras")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}.keras")
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def _load_model(path):
+    """The Keras model saved at ``path``, loaded once per process."""
+    model = _LOADED_MODELS.get(path)
+    if model is None:
+        from .._keras import import_keras
+
+        model = _LOADED_MODELS[path] = import_keras().models.load_model(path, compile=False)
+    return model
+
+
+def extract_partition(paths, spec):
+    """Task: compute the features of ``paths`` into the shared cache."""
+    if not os.path.exists(os.path.join(spec["cache_path"], "fingerprint.json")):
+        raise FileNotFoundError(
+            f"The feature cache {spec['cache_path']} does not exist on the Dask worker "
+            f"{worker_name()}: cache_dir must be a folder on a file system shared by the "
+            "workers and the client, under the same path."
+        )
+    est = _fitted(spec)
+    _check_same_model(est, spec["weights_sha256"])
+    # the client's cache (a user model loaded from its file may describe
+    # itself a little differently; its weights were just checked equal)
+    cache = FeatureCache(spec["cache_root"], spec["fingerprint"], dtype=est.dtype,
+                         metadata=store_metadata(spec["fingerprint"]))
+    engine = ExtractionEngine(est, cache=cache)
+    t = time.perf_counter()
+    result = engine.run(engine.plan(paths))
+    stats = dict(result.stats)
+    stats["task_s"] = time.perf_counter() - t
+    return {"failed": result.failed, "stats": stats, "worker": worker_name(), "pid": os.getpid()}
+
+
+def _fitted(spec):
+    """The spec's transformer, fitted once per worker process (fitting hashes
+    the weights file: not a cost to pay per task)."""
+    key = (json.dumps(spec["fingerprint"], sort_keys=True), spec["model_file"])
+    est = _FITTED.get(key)
+    if est is None:
+        est = clone(spec["transformer"])
+        if spec["model_file"] is not None:
+            est.set_params(backbone=_load_model(spec["model_file"]))
+        est = _FITTED[key] = est.fit()
+        while len(_FITTED) > _FITTED_SIZE:
+            _FITTED.popitem(last=False)
+    return est
+
+
+def _check_same_model(est, expected):
+    """Refuse to cache features of a model other than the client's."""
+    runner = get_runner(est)
+    got = weights_digest(runner)
+    if got == expected:
+        return
+    forget_runner(runner)  # so that a retry of the task builds the model again
+    _FITTED.clear()
+    raise RuntimeError(
+        f"The CNN built on the Dask worker {worker_name()} has other weights than the one "
+        f"built by the client (SHA-256 {got[:12]}... instead of {expected[:12]}...), so its "
+        "features would differ; nothing was written to the cache. Check that the workers "
+        "have the same Keras/TensorFlow versions as the client and see the same weights "
+        "file under the same path."
+    )

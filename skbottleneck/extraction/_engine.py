@@ -1,0 +1,341 @@
+"""The extraction engine: one object that runs a plan through the stages.
+
+::
+
+    image paths --plan--> cached rows ----------------------------> sinks
+                    |                                              (array, store)
+                    '---> groups of rows, one per distinct content
+                            -> DecodePool -> CNNRunner -> Writer -> sinks + cache
+
+:meth:`ExtractionEngine.plan` hashes the images' content (the cache key),
+looks the keys up in the cache and groups the missing rows by content, so
+that each distinct image goes through the CNN once. :meth:`~ExtractionEngine.run`
+copies the cached rows to the sink, then decodes the groups a few batches
+ahead (:class:`~._stages.DecodePool`), runs the CNN
+(:class:`~._runner.CNNRunner`) and hands each batch to the sink and to the
+cache through one background :class:`~._stages.Writer`. On a Dask cluster
+the plan's groups are computed by the workers first (:mod:`._cluster`,
+each worker running an engine of its own into the shared cache); the plan
+made again then finds them cached.
+
+:class:`~skbottleneck.CNNFeatureTransformer`'s ``transform`` and ``extract``,
+the Dask workers and the command line all go through this public interface.
+"""
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ..cache import FeatureCache, file_keys, get_cache_dir
+from ..images import ImageError
+from ..store import check_disk_space
+from ._fingerprint import model_name, store_metadata
+from ._runner import get_runner
+from ._stages import DecodePool, RunStats, Writer, default_decode_threads
+
+__all__ = ["ArraySink", "ExtractionEngine", "ExtractionPlan", "ExtractionResult", "open_cache"]
+
+#: Cached rows copied to the sink per read.
+CACHE_READ_ROWS = 4096
+
+
+@dataclass
+class ExtractionResult:
+    """What a run did.
+
+    Attributes
+    ----------
+    features : ndarray, FeatureStore or None
+        The features of the rows kept: an array (``extract`` without a
+        store), the :class:`~skbottleneck.FeatureStore` written, or None
+        (a run that only filled the cache).
+    kept : ndarray of int or None
+        Indices, into the input, of the rows in ``features``.
+    failed : list of (str, str)
+        ``(path, reason)`` of the images that could not be read, in input order.
+    stats : dict
+        Counts and per-stage seconds (see :class:`~._stages.RunStats`); key
+        ``"cluster"`` holds what ran on a Dask cluster, when one did.
+    y : ndarray or None
+        The labels of the kept rows, when labels were given.
+    """
+
+    features: object = None
+    kept: object = None
+    failed: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    y: object = None
+
+
+@dataclass
+class ExtractionPlan:
+    """Which rows are cached and which go through the CNN.
+
+    Attributes
+    ----------
+    paths : ndarray of object
+        All the input paths (rows index into them).
+    rows : ndarray of int
+        The rows asked for.
+    keys : dict or None
+        Row -> content key (None without a cache).
+    cached : ndarray of int
+        Rows whose features the cache holds.
+    groups : list of ndarray
+        Rows to compute, grouped by content: one CNN pass per group (its first row).
+    failed : list of (int, str)
+        ``(row, reason)`` of files that could not be read while hashing.
+    hash_s : float
+        Seconds spent hashing.
+    """
+
+    paths: np.ndarray
+    rows: np.ndarray
+    keys: dict = None
+    cached: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    groups: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    hash_s: float = 0.0
+
+    @property
+    def n_to_compute(self):
+        return len(self.groups)
+
+
+class ArraySink:
+    """A sink into a pre-allocated ``(n, n_features)`` array; remembers the rows written."""
+
+    def __init__(self, n_rows, n_features, dtype):
+        self.out = np.empty((n_rows, n_features), dtype=dtype)
+        self.ok = np.zeros(n_rows, dtype=bool)
+
+    def __call__(self, rows, features):
+        self.out[rows] = features
+        self.ok[rows] = True
+
+
+class _CacheSink:
+    """Writes the features of groups into the cache under their content keys."""
+
+    def __init__(self, cache, keys):
+        self.cache, self.keys = cache, keys
+
+    def __call__(self, rows, features):
+        self.cache.write([self.keys[r] for r in rows], features)
+
+
+def open_cache(transformer):
+    """The :class:`~skbottleneck.FeatureCache` of a fitted transformer, or None.
+
+    None when ``cache_dir=None`` or when the features are not reproducible
+    (``weights=None`` without a ``random_state``).
+    """
+    if transformer.cache_dir is None or transformer.fingerprint_.get("weights") is None:
+        return None
+    root = get_cache_dir(None if transformer.cache_dir == "auto" else transformer.cache_dir)
+    return FeatureCache(root, transformer.fingerprint_, dtype=transformer.dtype,
+                        metadata=store_metadata(transformer.fingerprint_))
+
+
+class ExtractionEngine:
+    """Runs extraction plans for one fitted :class:`~skbottleneck.CNNFeatureTransformer`.
+
+    Parameters
+    ----------
+    transformer : CNNFeatureTransformer
+        Fitted; its parameters give the model, batch size, threads, dtype.
+    cache : FeatureCache, None or "auto", default="auto"
+        Where features are looked up and written; ``"auto"``: the
+        transformer's own (:func:`open_cache`).
+    on_error, verbose : default=None
+        Override the transformer's parameters of the same name.
+
+    Examples
+    --------
+    >>> from skbottleneck import CNNFeatureTransformer
+    >>> from skbottleneck.datasets import make_photo_folder, load_image_folder
+    >>> from skbottleneck.extraction import ArraySink, ExtractionEngine
+    >>> paths, _ = load_image_folder(make_photo_folder(tmp_dir, n_per_class=1, size=(40, 40)))
+    >>> cnn = CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
+    ...                             cache_dir=tmp_dir / "cache").fit()
+    >>> engine = ExtractionEngine(cnn)
+    >>> plan = engine.plan(paths)
+    >>> len(plan.cached), plan.n_to_compute
+    (0, 4)
+    >>> sink = ArraySink(len(paths), cnn.n_features_out_, cnn.dtype)
+    >>> engine.run(plan, sink).stats["n_extracted"], bool(sink.ok.all())
+    (4, True)
+    >>> len(engine.plan(paths).cached)   # the second time, all from the cache
+    4
+    """
+
+    def __init__(self, transformer, *, cache="auto", on_error=None, verbose=None):
+        check_is_fitted(transformer, "n_features_out_")
+        self.transformer = transformer
+        self.cache = open_cache(transformer) if isinstance(cache, str) and cache == "auto" else cache
+        self.on_error = transformer.on_error if on_error is None else on_error
+        self.verbose = transformer.verbose if verbose is None else verbose
+        self.name = model_name(transformer.backbone)
+        self.n_features = transformer.n_features_out_
+        self.dtype = transformer.dtype
+        self.batch_size = transformer.batch_size
+        self.input_size = transformer.input_size_
+        self.decode_threads = transformer.decode_threads or default_decode_threads()
+
+    @property
+    def runner(self):
+        """The :class:`~skbottleneck.extraction.CNNRunner` (built once per process)."""
+        return get_runner(self.transformer)
+
+    # ----------------------------------------------------------------- plan
+    def _fail(self, failed, row, path, reason):
+        if self.on_error == "raise":
+            raise ImageError(os.fspath(path), reason)
+        failed.append((row, reason))
+
+    def plan(self, paths, rows=None):
+        """Hash ``paths[rows]``, look them up in the cache, group the rest by content.
+
+        Raises :class:`~skbottleneck.ImageError` for a file that cannot be
+        read when ``on_error="raise"``.
+        """
+        import time
+
+        paths = np.asarray(paths, dtype=object)
+        rows = np.arange(len(paths), dtype=np.intp) if rows is None else np.asarray(rows, np.intp)
+        plan = ExtractionPlan(paths=paths, rows=rows)
+        if self.cache is None or len(rows) == 0:
+            plan.groups = [np.asarray([r]) for r in rows]
+            return plan
+        t = time.perf_counter()
+        key_list = file_keys([paths[r] for r in rows])
+        plan.hash_s = time.perf_counter() - t
+        keys, good = {}, []
+        for r, k in zip(rows, key_list):
+            if isinstance(k, BaseException):
+                self._fail(plan.failed, r, paths[r], _reason(k))
+            else:
+                keys[r] = k
+                good.append(r)
+        good = np.asarray(good, dtype=np.intp)
+        found = self.cache.lookup([keys[r] for r in good]) if len(good) else np.zeros(0, bool)
+        plan.keys, plan.cached = keys, good[found]
+        groups = OrderedDict()
+        for r in good[~found]:
+            groups.setdefault(keys[r], []).append(r)
+        plan.groups = [np.asarray(g) for g in groups.values()]
+        return plan
+
+    # ------------------------------------------------------------------ run
+    def run(self, plan, sink=None, *, background=False):
+        """Run ``plan``: cached rows and CNN rows to ``sink(rows, features)``.
+
+        Parameters
+        ----------
+        plan : ExtractionPlan
+            From :meth:`plan`.
+        sink : callable or None
+            Receives ``(rows, features)``; None: only fill the cache.
+        background : bool, default=False
+            Write to the sink in a background thread (a store on disk).
+
+        Returns
+        -------
+        result : ExtractionResult
+            ``failed`` and ``stats`` (``features`` and ``kept`` are the caller's).
+        """
+        stats = RunStats(len(plan.rows))
+        stats.add_time("hash", plan.hash_s)
+        failed = list(plan.failed)
+        writer = Writer(stats, background=self.cache is not None or background)
+        try:
+            self._copy_cached(plan, sink, writer, stats)
+            if plan.groups:
+                self._check_cache_space(len(plan.groups))
+                self._compute(plan, sink, writer, stats, failed)
+            writer.flush()
+            if self.cache is not None and stats.counts["n_extracted"]:
+                with stats.timed("write"):
+                    self.cache.compact()
+        finally:
+            writer.close()
+            stats.count("n_failed", len(failed))
+            stats.close()
+        if self.verbose >= 2:
+            print(f"[CNNFeatureTransformer] {stats.summary()}", flush=True)
+        failed.sort(key=lambda f: f[0])
+        return ExtractionResult(failed=[(os.fspath(plan.paths[r]), why) for r, why in failed],
+                                stats=stats.as_dict())
+
+    def _copy_cached(self, plan, sink, writer, stats):
+        stats.count("n_cached", len(plan.cached))
+        if sink is None:
+            return
+        keys = plan.keys
+        for start in range(0, len(plan.cached), CACHE_READ_ROWS):
+            block = plan.cached[start:start + CACHE_READ_ROWS]
+            features = self.cache.read([keys[r] for r in block])
+            writer.submit(sink, block, features.astype(self.dtype, copy=False))
+
+    def _check_cache_space(self, n_images):
+        if self.cache is None:
+            return
+        itemsize = np.dtype(self.dtype).itemsize
+        check_disk_space(self.cache.path, n_images * self.n_features * itemsize,
+                         what=f"features of {n_images} images x {self.n_features} x {itemsize} bytes",
+                         verbose=self.verbose)
+
+    def _compute(self, plan, sink, writer, stats, failed):
+        """Decode -> CNN -> sink and cache, batch by batch."""
+        groups, paths, size = plan.groups, plan.paths, self.batch_size
+        batches = [groups[s:s + size] for s in range(0, len(groups), size)]
+        cache_sink = None if self.cache is None else _CacheSink(self.cache, plan.keys)
+        stats.start_progress(len(groups), f"{self.name} features", self.verbose)
+        decoder = DecodePool(self.decode_threads, self.input_size, stats)
+        runner = None  # built at the first readable image: never when all fail
+        decoded = decoder.map_batches([[paths[g[0]] for g in batch] for batch in batches])
+        try:
+            for batch, images in zip(batches, decoded):
+                ok = [(g, img) for g, img in zip(batch, images) if not isinstance(img, ImageError)]
+                for g, img in zip(batch, images):
+                    if isinstance(img, ImageError):
+                        for r in g:
+                            self._fail(failed, r, paths[r], img.reason)
+                if ok:
+                    if runner is None:
+                        runner = self.runner
+                        stats.extra["bn_folded"] = runner.n_folded
+                    with stats.timed("cnn"):
+                        features = runner(np.stack([img for _, img in ok]))
+                    stats.count("n_extracted", len(ok))
+                    self._deliver([g for g, _ in ok], features, sink, cache_sink, writer)
+                stats.advance(len(batch))
+        finally:
+            decoded.close()  # cancels the decoding ahead, joins the threads
+            stats.stop_progress()
+
+    @staticmethod
+    def _deliver(ok_groups, features, sink, cache_sink, writer):
+        if cache_sink is not None:
+            writer.submit(cache_sink, [g[0] for g in ok_groups], features)
+        if sink is not None:
+            rows = np.concatenate(ok_groups)
+            if len(rows) > len(features):  # duplicates of one content share its row
+                features = np.repeat(features, [len(g) for g in ok_groups], axis=0)
+            writer.submit(sink, rows, features)
+
+
+def _reason(exc):
+    """The reason a file could not be read, for people."""
+    if isinstance(exc, ImageError):
+        return exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not an image file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,111 @@
+"""What determines the features: the fingerprint of a transformer's model.
+
+The fingerprint is a small JSON-able dict (backbone, weights identity,
+layer, pooling, input size, preprocessing, dtype, feature-format version).
+Two transformers with equal fingerprints compute the same features, so it
+keys the feature cache, is recorded in every store, and is checked when a
+store is read back by a transformer.
+"""
+
+import hashlib
+import json
+from numbers import Integral
+
+import numpy as np
+
+from ..utils import is_keras_model
+
+__all__ = ["FEATURE_FORMAT_VERSION", "check_store", "fingerprint", "resolve_input_size",
+           "store_metadata", "weights_id"]
+
+#: Version of the feature format: bump it when a change of the extraction
+#: code changes the features computed for the same image and parameters, so
+#: that caches written before are not reused.
+FEATURE_FORMAT_VERSION = 2  # 2: batch normalisation folded (features move ~1e-6)
+
+
+def model_name(backbone):
+    """The name of a backbone: its registry name, or a Keras model's ``name``."""
+    return backbone.name if is_keras_model(backbone) else backbone
+
+
+def resolve_input_size(backbone, input_size):
+    """``(height, width)`` the images are resized to."""
+    size = input_size
+    if size is None:
+        if is_keras_model(backbone):
+            shape = backbone.input_shape
+            if shape[1] is None or shape[2] is None:
+                raise ValueError(
+                    f"The Keras model {backbone.name!r} has no fixed input size "
+                    f"(input_shape={shape}); pass input_size."
+                )
+            return (int(shape[1]), int(shape[2]))
+        from ..backbones import get_backbone
+
+        size = get_backbone(backbone).default_size
+    if isinstance(size, Integral):
+        return (int(size), int(size))
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(
+            f"The 'input_size' parameter of CNNFeatureTransformer must be an int or a "
+            f"(height, width) pair of positive ints. Got {input_size!r} instead."
+        )
+    return size
+
+
+def weights_id(backbone, weights, random_state):
+    """A string identifying the weights, or None when they are not reproducible."""
+    if is_keras_model(backbone):
+        h = hashlib.sha256(backbone.to_json().encode())
+        for w in backbone.weights:
+            h.update(np.ascontiguousarray(w.numpy()).tobytes())
+        return "model:" + h.hexdigest()
+    from ..backbones import get_backbone, weights_identity
+
+    return weights_identity(weights, random_state, backbone=get_backbone(backbone).name)
+
+
+def fingerprint(params, input_size):
+    """The fingerprint of a transformer with parameters ``params`` (``get_params()``)."""
+    backbone = params["backbone"]
+    if is_keras_model(backbone):
+        preprocessing, name = "none (user model)", backbone.name
+    else:
+        from ..backbones import get_backbone
+
+        spec = get_backbone(backbone)
+        preprocessing, name = spec.preprocessing, spec.name
+    return {
+        "backbone": name,
+        "weights": weights_id(backbone, params["weights"], params["random_state"]),
+        "layer": params["layer"],
+        "pooling": params["pooling"],
+        "input_size": list(input_size),
+        "preprocessing": preprocessing,
+        "resize": "pillow-bilinear-draft",
+        "dtype": params["dtype"],
+        "mixed_precision": bool(params["mixed_precision"]),
+        "feature_format": FEATURE_FORMAT_VERSION,
+    }
+
+
+def store_metadata(fingerprint):
+    """What a store / cache shard records about the model (library versions
+    are recorded by the store itself and are not part of its identity)."""
+    meta = {k: json.dumps(v) if isinstance(v, (list, dict)) or v is None else v
+            for k, v in fingerprint.items()}
+    meta["fingerprint"] = json.dumps(fingerprint, sort_keys=True)
+    return meta
+
+
+def check_store(store, fingerprint):
+    """Refuse a store holding features of another model than ``fingerprint``."""
+    meta = getattr(store, "metadata", {}) or {}
+    theirs = meta.get("fingerprint")
+    if theirs is not None and json.loads(theirs) != fingerprint:
+        raise ValueError(
+            f"The FeatureStore {getattr(store, 'path', store)!s} holds features of another "
+            f"model: {theirs}; this transformer computes {json.dumps(fingerprint, sort_keys=True)}."
+        )

@@ -1,0 +1,193 @@
+"""The stages an extraction plan runs through, besides the CNN itself.
+
+- :class:`DecodePool`: decodes and resizes images in a small thread pool,
+  a few batches ahead of the CNN (Pillow releases the GIL), at a low
+  thread priority so that decoding fills the CNN's gaps;
+- :class:`Writer`: hands the sinks' writes (the array, the store, the
+  cache) to one background thread, a bounded number in flight;
+- :class:`RunStats`: the one place where time is counted and progress shown.
+"""
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from ..images import ImageError, load_image
+
+__all__ = ["DecodePool", "RunStats", "Writer", "default_decode_threads"]
+
+#: Batches decoded ahead of the CNN.
+PREFETCH_BATCHES = 2
+#: Writes queued on the background writer before the CNN waits for it.
+MAX_PENDING_WRITES = 4
+
+
+def default_decode_threads():
+    """``min(4, cpu_count)`` decoding threads."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class RunStats:
+    """Counts, per-stage seconds and the progress bar of one run.
+
+    ``as_dict()`` gives ``n_images``, ``n_cached``, ``n_extracted``,
+    ``n_failed``, ``hash_s``, ``decode_s`` (thread time), ``cnn_s``,
+    ``write_s``, ``wall_s`` and, once the CNN ran, ``bn_folded``.
+    """
+
+    def __init__(self, n_images):
+        self.counts = {"n_images": int(n_images), "n_cached": 0, "n_extracted": 0, "n_failed": 0}
+        self.seconds = {"hash_s": 0.0, "decode_s": 0.0, "cnn_s": 0.0, "write_s": 0.0, "wall_s": 0.0}
+        self.extra = {}
+        self._lock = threading.Lock()
+        self._start = time.perf_counter()
+        self._progress = None
+
+    def start_progress(self, total, desc, verbose):
+        """Show a progress bar (images/s) of ``total`` images when ``verbose``."""
+        if verbose and total:
+            from tqdm.auto import tqdm
+
+            self._progress = tqdm(total=total, unit="img", desc=desc, smoothing=0.1,
+                                  dynamic_ncols=True)
+
+    def stop_progress(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    @contextmanager
+    def timed(self, stage):
+        """Add the time spent in the ``with`` block to ``<stage>_s`` (thread-safe)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_time(stage, time.perf_counter() - t)
+
+    def add_time(self, stage, seconds):
+        with self._lock:
+            self.seconds[f"{stage}_s"] += seconds
+
+    def count(self, name, n):
+        self.counts[name] += int(n)
+
+    def advance(self, n):
+        if self._progress is not None:
+            self._progress.update(n)
+
+    def close(self):
+        self.seconds["wall_s"] = time.perf_counter() - self._start
+        self.stop_progress()
+
+    def as_dict(self):
+        return {**self.counts, **self.seconds, **self.extra}
+
+    def summary(self):
+        return ("{n_images} images: {n_cached} cached, {n_extracted} through the CNN, "
+                "{n_failed} failed; hash {hash_s:.2f}s, decode {decode_s:.2f}s (thread time), "
+                "CNN {cnn_s:.2f}s, write {write_s:.2f}s, wall {wall_s:.2f}s").format(**self.as_dict())
+
+
+class DecodePool:
+    """Decode + resize images in a thread pool, ``PREFETCH_BATCHES`` batches ahead.
+
+    Parameters
+    ----------
+    n_threads : int
+        Decoding threads.
+    size : (int, int)
+        ``(height, width)`` of the decoded images.
+    stats : RunStats
+        Receives the decoding time (summed over the threads).
+    """
+
+    def __init__(self, n_threads, size, stats):
+        self.n_threads = n_threads
+        self.size = size
+        self.stats = stats
+
+    def _decode(self, path):
+        t = time.perf_counter()
+        try:
+            return load_image(path, self.size)
+        except ImageError as e:
+            return e
+        finally:
+            self.stats.add_time("decode", time.perf_counter() - t)
+
+    def map_batches(self, batches):
+        """Yield, for each list of paths in ``batches``, the list of decoded
+        images (uint8 arrays) or :class:`ImageError` in the same order."""
+        batches = list(batches)
+        with ThreadPoolExecutor(max_workers=self.n_threads, initializer=_yield_to_the_cnn) as pool:
+            submitted = [None] * len(batches)
+
+            def submit(i):
+                submitted[i] = [pool.submit(self._decode, p) for p in batches[i]]
+
+            for i in range(min(PREFETCH_BATCHES + 1, len(batches))):
+                submit(i)
+            try:
+                for i in range(len(batches)):
+                    if i + PREFETCH_BATCHES + 1 < len(batches):
+                        submit(i + PREFETCH_BATCHES + 1)
+                    futures, submitted[i] = submitted[i], None
+                    yield [f.result() for f in futures]
+            finally:
+                for futures in submitted:
+                    for f in futures or ():
+                        f.cancel()
+
+
+class Writer:
+    """Runs the sinks' writes, in a background thread when ``background``.
+
+    At most ``MAX_PENDING_WRITES`` writes wait at a time, so memory stays
+    bounded however fast the CNN is; :meth:`flush` waits for all and
+    re-raises the first error of a write.
+    """
+
+    def __init__(self, stats, *, background):
+        self.stats = stats
+        self._pool = ThreadPoolExecutor(max_workers=1) if background else None
+        self._pending = []
+
+    def _timed(self, fn, args):
+        with self.stats.timed("write"):
+            fn(*args)
+
+    def submit(self, fn, *args):
+        if self._pool is None:
+            self._timed(fn, args)
+            return
+        while len(self._pending) >= MAX_PENDING_WRITES:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._timed, fn, args))
+
+    def flush(self):
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _yield_to_the_cnn():
+    """Lower the priority of a decoding thread (Linux: per-thread nice value).
+
+    The CNN's thread pool runs one shard of each op per core and waits for
+    the slowest: a decoding thread that takes a core mid-op stalls the whole
+    op. With a lower priority, decoding runs in the gaps between CNN ops
+    and in the batches' slack instead. Set SKBOTTLENECK_DECODE_NICE=0 to
+    turn it off.
+    """
+    nice = int(os.environ.get("SKBOTTLENECK_DECODE_NICE", "19"))
+    if nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:  # pragma: no cover - not permitted: keep the default
+            pass

@@ -1,0 +1,407 @@
+"""CNNFeatureTransformer: image paths in, CNN bottleneck features out.
+
+The estimator holds the parameters and the fitted description of the
+model (its fingerprint, input and output sizes); the work is done by an
+:class:`~._engine.ExtractionEngine` (decode pool -> CNN -> sinks and cache),
+locally or with its CNN stage on a Dask cluster (:mod:`._cluster`).
+``transform`` and ``extract`` set no attribute: what a run did comes back
+from :meth:`~CNNFeatureTransformer.extract` as an :class:`ExtractionResult`.
+"""
+
+import json
+import os
+import warnings
+import weakref
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..images import ImageError
+from ..store import FeatureStore, StoreWriter, check_disk_space
+from ..utils import check_paths, is_store
+from ._cluster import active_client, cluster_error, run_cnn_on_cluster
+from ._engine import ArraySink, ExtractionEngine, ExtractionResult
+from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
+from ._runner import get_runner
+
+__all__ = ["CNNFeatureTransformer"]
+
+# The result of each transformer's last run, for the deprecated attributes
+# (kept out of the estimator's __dict__: transform sets no attribute).
+_LAST_RESULT = weakref.WeakKeyDictionary()
+_DEPRECATION = ("{name} is deprecated since skbottleneck 0.2 and will be removed in 0.3: "
+                "transform no longer records what it did on the estimator. Use "
+                "result = transformer.extract(X) (result.{field}), or store.extraction for "
+                "extract(X, store=...).")
+
+
+def _deprecated_result(name, field, doc):
+    def getter(self):
+        result = _LAST_RESULT.get(self)
+        cluster = field == "stats['cluster']"
+        if result is None or (cluster and "cluster" not in result.stats):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(_DEPRECATION.format(name=name, field=field), FutureWarning, stacklevel=2)
+        if cluster:
+            return result.stats["cluster"]
+        if field == "stats":
+            return {k: v for k, v in result.stats.items() if k != "cluster"}
+        return getattr(result, field)
+
+    return property(getter, doc=f"Deprecated: {doc}")
+
+
+class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Extract pretrained-CNN "bottleneck" features from image files.
+
+    Takes a sequence of image paths and returns one row of features per
+    image, computed by a CNN pretrained on ImageNet (or your own Keras
+    model). Images are decoded, resized and run through the CNN in
+    batches, so memory does not grow with the number of images beyond the
+    output array; features are cached on disk under a hash of each image's
+    content, so a second ``transform`` of the same images (for instance in
+    every fold of a ``GridSearchCV``) runs no CNN at all.
+
+    Parameters
+    ----------
+    backbone : str or keras.Model, default="resnet50"
+        Name of a registered backbone (see :func:`skbottleneck.list_backbones`)
+        or a Keras model taking ``(height, width, 3)`` images in [0, 255].
+    weights : {"imagenet"}, str, path or None, default="imagenet"
+        ``"imagenet"``: pretrained weights (downloaded and cached by Keras;
+        ``efficientnet_lite0`` ships with the package and needs no download).
+        ``None``: random initialisation seeded by ``random_state``. A path to
+        a ``.weights.h5`` or ``.keras`` file: your own weights.
+    layer : str or None, default=None
+        Name of the backbone layer whose output is the feature map. ``None``
+        takes the last feature map of the top-less backbone.
+    pooling : {"avg", "max"} or None, default="avg"
+        Global pooling over the spatial axes. ``None`` flattens the whole map
+        (VGG16 at 224: 7 x 7 x 512 = 25,088 features per image).
+    input_size : int, (int, int) or None, default=None
+        Images are resized to this size (height, width). ``None`` uses the
+        backbone's default (224 for most).
+    batch_size : int, default=32
+        Images per CNN call.
+    dtype : {"float32", "float16"}, default="float32"
+        Dtype of the features returned and stored.
+    cache_dir : str, path, "auto" or None, default="auto"
+        Where features are cached. ``"auto"`` uses ``$SKBOTTLENECK_CACHE_DIR``
+        or the per-user cache folder; ``None`` disables the cache.
+    on_error : {"raise", "skip"}, default="raise"
+        What to do with an image that cannot be read. ``"raise"`` raises an
+        :class:`~skbottleneck.ImageError` naming the file and the reason.
+        ``"skip"`` leaves it out of the output (so fewer rows come back, or
+        a store of the readable images from ``extract``) and warns;
+        :meth:`extract` returns which images were left out and why.
+    decode_threads : int or None, default=None
+        Threads decoding images while the CNN runs. ``None``: ``min(4, cpu_count)``.
+    mixed_precision : bool, default=False
+        Run the CNN in float16 compute (useful on a GPU; slower on most CPUs).
+    random_state : int in [0, 2**32 - 1] or None, default=None
+        Seed of the random initialisation when ``weights=None`` (an int, so
+        that the features can be cached and rebuilt elsewhere). With
+        ``weights=None`` and no seed the features are not reproducible and
+        are never cached.
+    verbose : int, default=0
+        0: silent. 1: a progress bar with images/s. 2: also the time spent
+        decoding, in the CNN and writing.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        Number of features per image.
+    feature_shape_ : tuple of int
+        Shape of the feature map before pooling/flattening.
+    input_size_ : tuple of int
+        ``(height, width)`` the images are resized to.
+    fingerprint_ : dict
+        Everything that determines the features; the cache key of the model.
+    failed_, kept_, extraction_stats_, cluster_stats_
+        Deprecated (0.2; removed in 0.3): what the last run did, now
+        returned by :meth:`extract` (:class:`ExtractionResult`). Reading
+        them warns.
+
+    Examples
+    --------
+    >>> from skbottleneck import CNNFeatureTransformer
+    >>> from skbottleneck.datasets import make_photo_folder, load_image_folder
+    >>> folder = make_photo_folder(tmp_dir, n_per_class=2, size=(48, 48))
+    >>> paths, labels = load_image_folder(folder)
+    >>> cnn = CNNFeatureTransformer("mobilenet_v2", weights=None, random_state=0,
+    ...                             input_size=32, cache_dir=None)
+    >>> cnn.fit_transform(paths).shape[1]
+    1280
+    """
+
+    _parameter_constraints = {
+        "backbone": [str, HasMethods(["get_layer"])],  # a registry name, or a keras.Model
+        "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
+        "layer": [str, None],
+        "pooling": [StrOptions({"avg", "max"}), None],
+        "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float16"})],
+        "cache_dir": [str, os.PathLike, None],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "decode_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "mixed_precision": ["boolean"],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
+        "verbose": ["verbose"],
+    }
+
+    failed_ = _deprecated_result("failed_", "failed", "(path, reason) of the images skipped.")
+    kept_ = _deprecated_result("kept_", "kept", "indices of the rows returned.")
+    extraction_stats_ = _deprecated_result("extraction_stats_", "stats", "counts and seconds.")
+    cluster_stats_ = _deprecated_result("cluster_stats_", "stats['cluster']", "Dask statistics.")
+
+    def __init__(
+        self,
+        backbone="resnet50",
+        *,
+        weights="imagenet",
+        layer=None,
+        pooling="avg",
+        input_size=None,
+        batch_size=32,
+        dtype="float32",
+        cache_dir="auto",
+        on_error="raise",
+        decode_threads=None,
+        mixed_precision=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.on_error = on_error
+        self.decode_threads = decode_threads
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Resolve the backbone and compute the output size.
+
+        Nothing is learned from ``X``: the CNN is pretrained. ``fit`` builds
+        the model (once per process, then reused) to know the feature size.
+
+        Parameters
+        ----------
+        X : sequence of str or FeatureStore, optional
+            Ignored, except that a :class:`~skbottleneck.FeatureStore` is
+            checked to hold features of this transformer's model.
+        y : ignored
+
+        Returns
+        -------
+        self : CNNFeatureTransformer
+        """
+        self.input_size_ = resolve_input_size(self.backbone, self.input_size)
+        self.fingerprint_ = fingerprint(self.get_params(deep=False), self.input_size_)
+        self.feature_shape_ = get_runner(self).feature_shape
+        self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling is None else int(
+            self.feature_shape_[-1]
+        )
+        if is_store(X):
+            check_store(X, self.fingerprint_)
+        return self
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Compute the features of the images in ``X``.
+
+        Parameters
+        ----------
+        X : sequence of str or path-like, or FeatureStore
+            Image paths (list, tuple, 1-D array, pandas Series or a one-column
+            DataFrame). A :class:`~skbottleneck.FeatureStore` written by this
+            model is returned unchanged, so that a ``Pipeline`` can train a
+            head out of core from a store and predict from image paths.
+
+        Returns
+        -------
+        features : ndarray of shape (n_images, n_features_out_)
+            One row per image, in input order (minus the skipped ones when
+            ``on_error="skip"``; :meth:`extract` tells which).
+        """
+        check_is_fitted(self, "n_features_out_")
+        if is_store(X):
+            check_store(X, self.fingerprint_)
+            return X
+        return self._extract_in_memory(check_paths(X), None, client=None).features
+
+    def extract(self, X, y=None, *, store=None, overwrite=False, client=None):
+        """Compute the features of a dataset, into memory or straight to a store on disk.
+
+        With ``store``, features go to disk batch by batch: memory stays
+        flat whatever the number of images, and an interrupted run (Ctrl-C,
+        a crash, a kill) resumes where it stopped when called again with
+        the same arguments. Fits the transformer first if needed.
+
+        Parameters
+        ----------
+        X : sequence of str or path-like
+            Image paths.
+        y : array-like of shape (n_images,), optional
+            Labels: stored beside the features, or returned for the kept rows.
+        store : str or path-like, default=None
+            Path of the store file to write (e.g. ``"features.h5"``). None:
+            return the features in memory.
+        overwrite : bool, default=False
+            Replace an existing store written with other images or another model.
+        client : dask.distributed.Client, optional
+            Run the CNN on this Dask cluster (see :mod:`skbottleneck.distributed`);
+            also used when called inside ``joblib.parallel_backend("dask")``.
+
+        Returns
+        -------
+        result : ExtractionResult or FeatureStore
+            Without ``store``: an :class:`ExtractionResult` with ``features``
+            (the rows of the readable images, in order), ``kept`` (their
+            indices into ``X``), ``y`` (their labels), ``failed`` (``(path,
+            reason)`` of the others) and ``stats`` (counts and seconds per
+            stage; ``"cluster"`` when it ran on Dask).
+            With ``store``: the finished :class:`~skbottleneck.FeatureStore`,
+            open for reading, whose ``extraction`` attribute is that result.
+            With ``on_error="skip"`` it holds the readable images only, in
+            order; ``store.skipped_images`` lists the others with the reason.
+            Calling again with the same arguments returns the same store
+            without reading an image; with ``overwrite=True`` the unreadable
+            images are tried again.
+
+        Raises
+        ------
+        ImageError
+            An image cannot be read and ``on_error="raise"``, or none can be
+            read. The features already extracted to a store are kept for the
+            next call.
+        """
+        if not hasattr(self, "n_features_out_"):
+            self.fit()
+        paths = check_paths(X)
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(paths):
+                raise ValueError(
+                    f"X and y must have the same length; got {len(paths)} paths and {len(y)} labels."
+                )
+        if store is None:
+            return self._extract_in_memory(paths, y, client=client)
+        return self._extract_to_store(paths, y, store, overwrite=overwrite, client=client)
+
+    # ------------------------------------------------------------- the runs
+    def _run(self, paths, rows, sink, *, background=False, client=None):
+        """Plan and run ``paths[rows]`` on an engine (its CNN stage on Dask when active)."""
+        engine = ExtractionEngine(self)
+        cluster_stats = None
+        client = active_client(client)
+        if client is not None:
+            if engine.cache is None:
+                raise ValueError(cluster_error(self))
+            shared = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], rows)
+            cluster_stats = run_cnn_on_cluster(engine, shared, client=client)
+        result = engine.run(engine.plan(paths, rows), sink, background=background)
+        if cluster_stats is not None:
+            result.stats["cluster"] = cluster_stats
+        return result
+
+    def _extract_in_memory(self, paths, y, *, client):
+        n = len(paths)
+        sink = ArraySink(n, self.n_features_out_, self.dtype)
+        result = self._run(paths, np.arange(n), sink, client=client)
+        if result.failed:
+            result.kept = np.flatnonzero(sink.ok)
+            result.features = sink.out[result.kept]
+            _warn_skipped(result.failed, n)
+        else:
+            result.kept, result.features = np.arange(n), sink.out
+        result.y = None if y is None else y[result.kept]
+        _LAST_RESULT[self] = result
+        return result
+
+    def _extract_to_store(self, paths, y, store, *, overwrite, client):
+        writer = StoreWriter(
+            store,
+            paths=[os.fspath(p) for p in paths],
+            labels=y,
+            n_features=self.n_features_out_,
+            dtype=self.dtype,
+            metadata=store_metadata(self.fingerprint_),
+            overwrite=overwrite,
+        )
+        rows = np.asarray(writer.missing_rows(), dtype=np.intp)
+        if len(rows):
+            itemsize = np.dtype(self.dtype).itemsize
+            check_disk_space(os.path.dirname(os.path.abspath(os.fspath(store))),
+                             len(rows) * self.n_features_out_ * itemsize,
+                             what=f"features of {len(rows)} images x {self.n_features_out_} x "
+                                  f"{itemsize} bytes", verbose=self.verbose)
+        result = self._run(paths, rows, writer.write_rows, background=True, client=client)
+        failed = result.failed
+        if writer.finished:  # a store of the readable images lists the others
+            with FeatureStore(writer.path) as done:
+                failed = [tuple(f) for f in json.loads(done.metadata.get("skipped_images", "[]"))]
+        bad = {path for path, _ in failed}
+        keep = np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad else np.arange(len(paths))
+        if writer.finished or not failed:
+            out = writer.finalize()
+        elif len(keep) == 0:
+            error = ImageError(failed[0][0], f"{failed[0][1]} (none of the {len(paths)} images "
+                                             "could be read)")
+            error.failed = failed  # every image, with its reason
+            raise error
+        else:  # on_error="skip": the store holds the readable images, in order
+            out = writer.finalize_subset(keep, metadata={"skipped_images": json.dumps(failed)})
+            _warn_skipped(failed, len(paths), where=f" of {out.path}")
+        result.features, result.kept, result.failed = out, keep, failed
+        out.extraction = _LAST_RESULT[self] = result
+        return out
+
+    # -------------------------------------------------------------- helpers
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: ``<backbone>_<pooling>_<i>``.
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self, "n_features_out_")
+        name = model_name(self.backbone)
+        if self.layer:
+            name = f"{name}_{self.layer}"
+        prefix = f"{name}_{self.pooling or 'flat'}"
+        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+def _warn_skipped(failed, n, where=""):
+    """Warn (from the caller of the public method) that images were left out."""
+    warnings.warn(
+        f"{len(failed)} of {n} images could not be read and were left out{where} "
+        f"(see the result of extract()): {failed[0][0]}: {failed[0][1]}"
+        + (" ..." if len(failed) > 1 else ""),
+        UserWarning,
+        stacklevel=4,
+    )

@@ -1,0 +1,158 @@
+"""The package's shape, checked: rooms in layers, no import cycle, small modules.
+
+The import graph is read from the source (``ast``), with every import
+counted wherever it stands (at module level or inside a function: an
+import moved into a function still ties the two modules together), and
+with the packages a module's import runs implicitly (importing
+``skbottleneck.cache._keys`` from another room first runs
+``skbottleneck/cache/__init__.py``).
+The root ``skbottleneck/__init__.py`` is left out: it only re-exports, lazily.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skbottleneck"
+
+#: The rooms, lowest first: a module may import its own room and lower ones.
+#: The data flows images -> extraction (engine, CNN) -> cache / store ->
+#: chunks -> heads; chunks sits below the store because the store deals its
+#: rows with the one block shuffle (chunks reads stores by duck typing).
+#: The front ends (report, CLI) sit on top.
+RANKS = {
+    "utils": 0,
+    "_keras": 1,
+    "images": 1,
+    "backbones": 2,
+    "datasets": 2,
+    "chunks": 3,
+    "cache": 4,
+    "store": 5,
+    "extraction": 6,
+    "heads": 7,
+    "incremental": 7,  # re-export shim of heads
+    "keras_mlp": 7,  # re-export shim of heads
+    "distributed": 8,
+    "report": 9,
+    "cli": 10,
+    "__main__": 10,
+}
+MAX_LINES = 500
+#: Data, not code.
+LONG_DATA_MODULES = {"skbottleneck.backbones._imagenet_classes"}
+
+
+def _module_name(path):
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules():
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(module, is_package, level, name):
+    if level == 0:
+        return name
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def _imports(modules):
+    """module -> set of skbottleneck modules it imports (explicitly or implicitly)."""
+    graph = {}
+    for module, path in modules.items():
+        is_package = path.name == "__init__.py"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_package, node.level, node.module)
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            for name in names:
+                if not name.startswith("skbottleneck"):
+                    continue
+                while name and name not in modules:  # an attribute, not a module
+                    name = name.rpartition(".")[0]
+                # the packages that importing it runs first (but the root,
+                # and the packages the importing module is itself inside)
+                parts = name.split(".")
+                targets.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        targets = {t for t in targets if not (module == t or module.startswith(t + "."))}
+        graph[module] = targets
+    graph.pop("skbottleneck", None)
+    return graph
+
+
+def _room(module):
+    return module.split(".")[1]
+
+
+def _cycles(graph):
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return _imports(_modules())
+
+
+def test_the_import_graph_has_no_cycle(graph):
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_rooms_import_only_lower_rooms(graph):
+    unranked = sorted({_room(m) for m in graph} - set(RANKS))
+    assert not unranked, f"give these rooms a rank in RANKS: {unranked}"
+    upward = sorted(
+        f"{m} -> {t}" for m, targets in graph.items() for t in targets
+        if RANKS[_room(t)] > RANKS[_room(m)]
+    )
+    assert upward == []
+
+
+def test_no_module_is_long():
+    long = sorted(
+        f"{name}: {n} lines" for name, path in _modules().items()
+        if name not in LONG_DATA_MODULES and (n := len(path.read_text().splitlines())) > MAX_LINES
+    )
+    assert long == []
