@@ -6,18 +6,23 @@ colour mode, alpha, bit depth, size) and turns every kind of failure into an
 :class:`ImageError` that names the file, so that a bad file is never replaced
 by a silent array of zeros.
 
-The module only needs Pillow and NumPy (no TensorFlow) and changes no global
-state of Pillow or of :mod:`warnings`, so it is safe to call from several
-threads at once.
+The module only needs Pillow and NumPy (no TensorFlow) and :func:`load_image`
+changes no global state of Pillow or of :mod:`warnings`, so it is safe to
+call from several threads at once. (:func:`quiet_bomb_warnings`, which
+changes the warnings filters, is for the one thread that starts a run.)
 """
 
+import contextlib
+import io
 import os
 import stat
+import warnings
 
 import numpy as np
 from PIL import ExifTags, Image
 
-__all__ = ["ImageError", "load_image", "MAX_IMAGE_PIXELS"]
+__all__ = ["ImageError", "MAX_IMAGE_PIXELS", "load_image", "quiet_bomb_warnings",
+           "read_image_file"]
 
 #: Largest image, in pixels (width * height of the file), that
 #: :func:`load_image` decodes. A larger file raises :class:`ImageError`
@@ -26,7 +31,9 @@ __all__ = ["ImageError", "load_image", "MAX_IMAGE_PIXELS"]
 #: Set it to ``None`` to turn this check off. Pillow's own check still applies
 #: on top of it: Pillow refuses files over twice ``PIL.Image.MAX_IMAGE_PIXELS``
 #: (also reported as an :class:`ImageError`), so to decode bigger images raise
-#: both limits.
+#: both limits. Pillow also warns (``PIL.Image.DecompressionBombWarning``) when
+#: it opens a file over its limit, before this check can run; see
+#: :func:`quiet_bomb_warnings`.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
 
 # A JPEG is decoded at a reduced DCT scale (1/2, 1/4 or 1/8) only while the
@@ -93,6 +100,34 @@ class ImageError(ValueError):
 
     def __str__(self):
         return f"{self.path}: {self.reason}"
+
+
+@contextlib.contextmanager
+def quiet_bomb_warnings():
+    """Within the block, Pillow's ``DecompressionBombWarning`` is left out when it says nothing.
+
+    Pillow warns when it opens a file of more than ``PIL.Image.MAX_IMAGE_PIXELS``
+    pixels, before :func:`load_image` has seen the size. While
+    :data:`MAX_IMAGE_PIXELS` is at most Pillow's limit (the default: they are
+    equal), :func:`load_image` refuses every such file with an
+    :class:`ImageError` that names it, so the warning would only be printed on
+    top of that error: this context manager ignores it. When
+    :data:`MAX_IMAGE_PIXELS` was raised above Pillow's limit (or set to
+    ``None``), the image is decoded and Pillow's warning is left alone.
+
+    It changes the :mod:`warnings` filters of the whole process until the
+    block ends (:class:`warnings.catch_warnings` is not thread-safe): enter it
+    once, in the thread that starts the work (the command line does, around
+    every command), not around each image in a decoding thread. A filter
+    added inside the block (``simplefilter("always")``) comes first: enter
+    this one after it.
+    """
+    with warnings.catch_warnings():
+        pillow_limit = Image.MAX_IMAGE_PIXELS
+        if MAX_IMAGE_PIXELS is not None and pillow_limit is not None and (
+                MAX_IMAGE_PIXELS <= pillow_limit):
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        yield
 
 
 def _check_size(size):
@@ -209,24 +244,6 @@ def _to_rgb_or_gray(img):
     return img.convert("RGB")
 
 
-def _check_file(path):
-    """Raise ImageError for a missing, non-regular or empty file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError as e:
-        raise ImageError(path, "no such file") from e
-    except PermissionError as e:
-        raise ImageError(path, "permission denied") from e
-    except OSError as e:
-        raise ImageError(path, f"cannot access file ({e.strerror or e})") from e
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(path, "is a directory, not an image file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(path, "not a regular file")
-    if st.st_size == 0:
-        raise ImageError(path, "empty file (0 bytes)")
-
-
 def _decode(fp, path, size, draft):
     """Decode the open file ``fp``; Pillow's exceptions propagate."""
     with Image.open(fp) as img:
@@ -272,7 +289,7 @@ def _decode(fp, path, size, draft):
     return array
 
 
-def load_image(path, size=None, *, draft=True):
+def load_image(path, size=None, *, draft=True, data=None):
     """Read an image file as an RGB ``uint8`` array of shape (height, width, 3).
 
     Parameters
@@ -294,6 +311,9 @@ def load_image(path, size=None, *, draft=True):
         image is always at least twice ``size`` on both axes, so the result
         differs from a full decode by about one gray level on average. Has
         no effect on other formats or when ``size`` is None.
+    data : bytes, default=None
+        The file's bytes, already read (:func:`read_image_file`): decoded
+        instead of opening ``path`` again, which then only names the image.
 
     Returns
     -------
@@ -332,6 +352,12 @@ def load_image(path, size=None, *, draft=True):
     default) for truncated files to be reported; this function never
     changes it.
 
+    A file over ``PIL.Image.MAX_IMAGE_PIXELS`` makes Pillow warn
+    (``DecompressionBombWarning``) as it opens it, before the
+    :class:`ImageError` this function then raises; this function does not
+    touch the warnings filters (that would not be thread-safe): run the
+    calls inside :func:`quiet_bomb_warnings` to leave the warning out.
+
     Examples
     --------
     >>> import os, tempfile
@@ -356,9 +382,10 @@ def load_image(path, size=None, *, draft=True):
     """
     path = os.fsdecode(os.fspath(path))
     size = _check_size(size)
-    _check_file(path)
+    if data is None:
+        data, _ = read_image_file(path)  # one open; refuses FIFOs, devices, empty files
     try:
-        with open(path, "rb") as fp:
+        with io.BytesIO(data) as fp:
             return _decode(fp, path, size, draft)
     except ImageError:
         raise
@@ -381,3 +408,61 @@ def load_image(path, size=None, *, draft=True):
         else:
             reason = f"corrupt or unsupported image ({type(e).__name__}: {detail})"
         raise ImageError(path, reason) from e
+
+
+def read_image_file(path):
+    """The bytes of an image file, read with one ``open``, and its ``os.stat``.
+
+    ``fstat`` on the open file comes first: a FIFO, a device or a directory
+    is refused before anything is read (reading them would block or never
+    end). The bytes are those that :func:`load_image` (``data=``) decodes
+    and that the cache hashes, so the two always agree, even when the file
+    is rewritten meanwhile.
+
+    Returns
+    -------
+    data : bytes
+    stat : os.stat_result or None
+        Of the file as read; None when it changed while it was read (its
+        bytes are then a mix no later ``stat`` can name).
+
+    Raises
+    ------
+    ImageError
+        Missing, not a regular file, empty, or unreadable.
+    """
+    path = os.fsdecode(os.fspath(path))
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer must not block (fstat says what it is)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError as e:
+        raise ImageError(path, "no such file") from e
+    except IsADirectoryError as e:
+        raise ImageError(path, "is a directory, not an image file") from e
+    except PermissionError as e:
+        raise ImageError(path, "permission denied") from e
+    except OSError as e:
+        raise ImageError(path, f"cannot access file ({e.strerror or e})") from e
+    try:
+        before = os.fstat(fd)
+        if stat.S_ISDIR(before.st_mode):
+            raise ImageError(path, "is a directory, not an image file")
+        if not stat.S_ISREG(before.st_mode):
+            raise ImageError(path, "not a regular file")
+        chunks = []
+        while True:  # a regular file: reads never block, whatever O_NONBLOCK says
+            chunk = os.read(fd, max(1 << 16, before.st_size + 1))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        after = os.fstat(fd)
+    except OSError as e:
+        raise ImageError(path, f"cannot read file ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
+    same = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_size, after.st_mtime_ns, after.st_ctime_ns) and before.st_size == len(data)
+    return data, (before if same else None)

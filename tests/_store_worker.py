@@ -8,9 +8,17 @@ chosen point.
 Commands::
 
     extract   --store PATH --cache DIR --n N --d D [--batch B] [--sleep S]
-              [--pause-before S] [--pause-after S] [--dtype float32]
+              [--pause-before S] [--pause-after S] [--go FILE] [--dtype float32]
+              [--no-wait]
               like CNNFeatureTransformer.extract: cache lookups, "CNN" for the
               misses (sleep S per batch), cache writes, store rows, finalize.
+              A pause before finalize's rename ends early when FILE exists.
+              The store's writer waits for another one (unless --no-wait).
+    fill      --store PATH --n N --d D --limit BYTES --at {create,rows}
+              write a store under RLIMIT_FSIZE=BYTES (SIGXFSZ ignored), set
+              before the first row (data.h5 cannot be created) or after the
+              first batch (later rows cannot be written); prints the OSError
+              as JSON (type, errno, filename, store, message).
     write     --cache DIR --d D --first A --last B [--batch B] [--seed S]
               [--compact-every K]
               write keys A..B-1 into the cache in a shuffled order.
@@ -22,6 +30,7 @@ Commands::
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -70,10 +79,12 @@ def say(*words):
 def cmd_extract(args):
     paths, labels, keys = dataset(args.n)
     if args.pause_before or args.pause_after:
-        _pause_around_finalize(os.path.abspath(args.store), args.pause_before, args.pause_after)
+        _pause_around_finalize(os.path.abspath(args.store), args.pause_before, args.pause_after,
+                               args.go)
     cache = FeatureCache(args.cache, fingerprint(args.d), dtype=args.dtype, metadata=METADATA)
     writer = StoreWriter(args.store, paths=paths, labels=labels, keys=keys, n_features=args.d,
-                         dtype=args.dtype, metadata=METADATA)
+                         dtype=args.dtype, metadata=METADATA,
+                         **({"wait": False} if args.no_wait else {}))
     rows = writer.missing_rows()
     say("START", len(rows))
     for b, a in enumerate(range(0, len(rows), args.batch)):
@@ -96,20 +107,44 @@ def cmd_extract(args):
     say("DONE")
 
 
-def _pause_around_finalize(store_path, before, after):
-    """Sleep just before and just after finalize's rename (to be killed there)."""
+def _pause_around_finalize(store_path, before, after, go=None):
+    """Sleep just before (or until ``go`` exists) and just after finalize's rename
+    (to be killed there)."""
     real_replace = os.replace
 
     def replace(src, dst, *a, **kw):
         if os.path.abspath(os.fspath(dst)) != store_path:
             return real_replace(src, dst, *a, **kw)
         say("RENAME-BEFORE")
-        time.sleep(before)
+        deadline = time.monotonic() + before
+        while time.monotonic() < deadline and not (go and os.path.exists(go)):
+            time.sleep(0.01)
         real_replace(src, dst, *a, **kw)
         say("RENAME-AFTER")
         time.sleep(after)
 
     os.replace = replace
+
+
+def cmd_fill(args):
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    paths, labels, keys = dataset(args.n)
+    writer = StoreWriter(args.store, paths=paths, labels=labels, n_features=args.d)
+    feats = synthetic_features(keys, args.d)
+    if args.at == "rows":
+        writer.write_rows(np.arange(args.batch), feats[:args.batch])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (args.limit, resource.RLIM_INFINITY))
+    try:
+        writer.write_rows(np.arange(args.n), feats)
+    except OSError as e:
+        say(json.dumps({"type": type(e).__name__, "errno": e.errno, "filename": e.filename,
+                        "store": getattr(e, "store", None), "message": str(e)}))
+        return
+    say("NO ERROR")
+    sys.exit(1)
 
 
 def cmd_write(args):
@@ -155,7 +190,7 @@ def cmd_read(args):
 def main(argv=None):
     warnings.simplefilter("error", StoreWarning)  # no damaged file may ever be seen
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["extract", "write", "compact", "read"])
+    ap.add_argument("command", choices=["extract", "fill", "write", "compact", "read"])
     ap.add_argument("--store")
     ap.add_argument("--cache", required=True)
     ap.add_argument("--n", type=int, default=100)
@@ -164,7 +199,11 @@ def main(argv=None):
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--pause-before", type=float, default=0.0)
     ap.add_argument("--pause-after", type=float, default=0.0)
+    ap.add_argument("--go")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--no-wait", action="store_true")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--at", choices=["create", "rows"], default="rows")
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--last", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
@@ -172,7 +211,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=0.0)
     ap.add_argument("--universe", type=int, default=1000)
     args = ap.parse_args(argv)
-    {"extract": cmd_extract, "write": cmd_write, "compact": cmd_compact,
+    {"extract": cmd_extract, "fill": cmd_fill, "write": cmd_write, "compact": cmd_compact,
      "read": cmd_read}[args.command](args)
 
 

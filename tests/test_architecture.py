@@ -36,6 +36,7 @@ RANKS = {
     "keras_mlp": 7,  # re-export shim of heads
     "distributed": 8,
     "report": 9,
+    "_model_files": 9,  # saving and loading fitted pipelines (skops, joblib)
     "cli": 10,
     "__main__": 10,
 }

@@ -382,6 +382,287 @@ def test_shard_of_another_format_version_is_ignored_not_misread(tmp_path):
     assert os.path.exists(newer)  # left alone for the version that wrote it
 
 
+# ---------------------------------------------------- checksums of the rows
+def _feature_extent(path):
+    """Byte offset of the contiguous features of a shard, and bytes per row."""
+    with h5py.File(path, "r") as f:
+        ds = f["features"]
+        return ds.id.get_offset(), ds.shape[1] * ds.dtype.itemsize
+
+
+def _flip_feature_bit(path, row, byte=0, bit=0):
+    """Flip one bit of one feature of a real shard, in place (header left intact)."""
+    offset, row_nbytes = _feature_extent(path)
+    with open(path, "r+b") as f:
+        f.seek(offset + row * row_nbytes + byte)
+        value = f.read(1)[0]
+        f.seek(offset + row * row_nbytes + byte)
+        f.write(bytes([value ^ (1 << bit)]))
+
+
+def _rewrite_without_checksums(path):
+    """The shard as an skbottleneck before the checksums wrote it (same format version)."""
+    tmp = path + ".old"
+    with h5py.File(path, "r") as f, h5py.File(tmp, "w") as g:
+        for k, v in f.attrs.items():
+            g.attrs[k] = v
+        g["keys"] = f["keys"][()]
+        g["features"] = f["features"][()]
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("reader", ["read", "read_available"])
+def test_flipped_bits_in_feature_data_are_caught_quarantined_and_recomputed(tmp_path, reader,
+                                                                            dtype):
+    """One bit flipped inside a real shard's feature data (its header intact, so
+    opening it finds nothing wrong) is caught when the row is read: never served."""
+    cache = FeatureCache(tmp_path, fingerprint(D), dtype=dtype)
+    keys = keys_of(range(30))
+    X = synthetic_features(keys, D).astype(dtype).astype(np.float32)
+    for a in range(0, 30, 10):
+        cache.write(keys[a:a + 10], X[a:a + 10])
+    bad = shard_files(cache)[1]
+    with h5py.File(bad, "r") as f:
+        bad_keys = [bytes(k) for k in f["keys"][()]]
+    _flip_feature_bit(bad, row=4, byte=1, bit=3)
+    fresh = new_process_view(cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fresh.lookup(keys).all()  # the damage is not in the header
+    order = np.random.default_rng(0).permutation(30)
+    query = [keys[i] for i in order]
+    with pytest.warns(StoreWarning, match=re.escape(bad) + ".*do not match their checksums"):
+        if reader == "read":
+            with pytest.raises(KeyError, match=r"10 of the 30 keys.*damaged shard"):
+                fresh.read(query)
+        else:
+            got, found = fresh.read_available(query)
+            assert found.tolist() == [k not in bad_keys for k in query]
+            assert np.array_equal(got[found], X[order][found])
+    quarantined = os.path.join(cache.path, "quarantine", os.path.basename(bad))
+    assert os.path.exists(quarantined) and not os.path.exists(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported once
+        found = fresh.lookup(keys)
+        assert found.tolist() == [k not in bad_keys for k in keys]
+        good = [k for k in keys if k not in bad_keys]
+        assert np.array_equal(fresh.read(good), synthetic_features(good, D).astype(dtype))
+        fresh.write(bad_keys, synthetic_features(bad_keys, D))  # computed again
+        assert np.array_equal(fresh.read(keys), X)
+        assert np.array_equal(new_process_view(cache).read(keys), X)
+
+
+def test_a_shard_truncated_after_it_was_indexed_is_quarantined_not_raised(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(20))
+    cache.write(keys[:10], synthetic_features(keys[:10], D))
+    cache.write(keys[10:], synthetic_features(keys[10:], D))
+    assert cache.lookup(keys).all()  # indexed, by this process
+    path = shard_files(cache)[0]
+    offset, row_nbytes = _feature_extent(path)
+    with open(path, "r+b") as f:
+        f.truncate(offset + 3 * row_nbytes)
+    with pytest.warns(StoreWarning, match=re.escape(path) + ".*unexpected end of file"):
+        with pytest.raises(KeyError, match="10 of the 20 keys.*damaged shard"):
+            cache.read(keys)
+    got, found = cache.read_available(keys)
+    assert found.sum() == 10
+    assert np.array_equal(got[found], synthetic_features([k for k, f in zip(keys, found) if f], D))
+    assert os.path.exists(os.path.join(cache.path, "quarantine", os.path.basename(path)))
+
+
+def test_a_damaged_shard_that_cannot_be_moved_is_ignored_and_the_warning_says_why(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(10))
+    cache.write(keys, synthetic_features(keys, D))
+    (path,) = shard_files(cache)
+    _flip_feature_bit(path, row=0)
+    blocker = os.path.join(cache.path, "quarantine")
+    open(blocker, "w").close()  # a file where the quarantine folder goes
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=re.escape(path) + r".*left in place and ignored \(it "
+                      r"could not be moved to the feature cache's quarantine folder "
+                      + re.escape(blocker)):
+        with pytest.raises(KeyError, match="damaged shard"):
+            fresh.read(keys)
+    assert os.path.exists(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ignored from then on by this process
+        assert not fresh.lookup(keys).any()
+        assert not fresh.read_available(keys)[1].any()
+
+
+def test_a_key_swapped_with_another_in_a_shard_is_caught(tmp_path):
+    """The checksum ties a row to its key: keys reordered on disk would serve
+    another image's features under a key; the read catches it."""
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(8))
+    cache.write(keys, synthetic_features(keys, D))
+    path = shard_files(cache)[0]
+    with h5py.File(path, "r+") as f:  # same dataset, same place: only two rows swapped
+        k = f["keys"][()]
+        f["keys"][0], f["keys"][1] = k[1], k[0]
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=re.escape(path)):
+        got, found = fresh.read_available(keys)
+    assert not found.any()
+    assert not fresh.lookup(keys).any()
+
+
+def test_read_available(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(6))
+    X = synthetic_features(keys, D)
+    got, found = cache.read_available(keys)  # an empty cache
+    assert got.shape == (6, 0) and not found.any()
+    cache.write(keys[:4], X[:4])
+    query = [keys[5], keys[2], keys[0], keys[4], keys[2]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, found = new_process_view(cache).read_available(query)
+    assert found.tolist() == [False, True, True, False, True]
+    assert got.shape == (5, D) and got.dtype == np.float32
+    assert np.array_equal(got[found], X[[2, 0, 2]])
+    out = np.zeros((5, D), np.float32)
+    assert cache.read_available(query, out=out)[0] is out
+    with pytest.raises(ValueError, match="shape"):
+        cache.read_available(query, out=np.zeros((5, D + 1), np.float32))
+    # another process writes the missing ones: seen without a lookup first
+    finish(run_worker("write", "--cache", tmp_path, "--d", D, "--first", 4, "--last", 6))
+    assert cache.read_available(query)[1].all()
+    got, found = cache.read_available([])
+    assert got.shape == (0, D) and found.shape == (0,)
+
+
+def test_old_shards_without_checksums_are_read_and_compaction_gives_them_checksums(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(20))
+    X = synthetic_features(keys, D)
+    for a in range(0, 20, 5):
+        cache.write(keys[a:a + 5], X[a:a + 5])
+    for path in shard_files(cache):
+        _rewrite_without_checksums(path)
+    fresh = new_process_view(cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(fresh.read(keys[::-1]), X[::-1])
+        assert fresh.read_available(keys)[1].all()
+        assert fresh.compact(min_shards=2) == 4
+    (merged,) = shard_files(cache)
+    with h5py.File(merged, "r") as f:
+        assert f["checksums"].shape == (20,) and f["checksums"].dtype == np.uint64
+        assert f["checksums"].attrs["algorithm"] == "xxh3_64-key8"
+        row = [bytes(k) for k in f["keys"][()]].index(keys[7])
+    assert np.array_equal(new_process_view(cache).read(keys), X)
+    # from now on those rows are verified
+    _flip_feature_bit(merged, row=row, byte=2)
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=re.escape(merged)):
+        assert not fresh.read_available(keys)[1].any()
+
+
+def test_compaction_verifies_each_row_and_keeps_the_checksums(tmp_path):
+    cache = FeatureCache(tmp_path, fingerprint(D))
+    keys = keys_of(range(25))
+    X = synthetic_features(keys, D)
+    for a in range(0, 25, 5):
+        cache.write(keys[a:a + 5], X[a:a + 5])
+    files = shard_files(cache)
+    stored = {}
+    for path in files:
+        with h5py.File(path, "r") as f:
+            stored.update(zip((bytes(k) for k in f["keys"][()]), f["checksums"][()].tolist()))
+    bad = files[2]
+    _flip_feature_bit(bad, row=3, byte=0, bit=7)
+    fresh = new_process_view(cache)
+    with pytest.warns(StoreWarning, match=re.escape(bad)):
+        assert fresh.compact(min_shards=2) == 4  # the 4 good shards
+    assert os.path.exists(os.path.join(cache.path, "quarantine", os.path.basename(bad)))
+    (merged,) = shard_files(cache)
+    with h5py.File(merged, "r") as f:
+        merged_keys = [bytes(k) for k in f["keys"][()]]
+        assert f["checksums"][()].tolist() == [stored[k] for k in merged_keys]  # copied
+    assert sorted(merged_keys) == sorted(keys[:10] + keys[15:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        view = new_process_view(cache)
+        assert view.lookup(keys).tolist() == [not 10 <= i < 15 for i in range(25)]
+        assert np.array_equal(view.read(merged_keys), synthetic_features(merged_keys, D))
+
+
+_DISK_FULL_CHILD = r"""
+import json, os, resource, signal, sys, warnings
+import numpy as np
+from skbottleneck.cache import FeatureCache
+
+root, d = sys.argv[1], int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+limit = 256 * 1024
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+report = {}
+
+def describe(e):
+    return {"type": type(e).__name__, "errno": e.errno, "message": str(e),
+            "cause_errno": getattr(e.__cause__, "errno", None)}
+
+fp = {"backbone": "disk-full", "d": d}
+cache = FeatureCache(os.path.join(root, "cache"), fp)
+keys = [i.to_bytes(4, "little") + bytes(16) for i in range(400)]
+X = np.ones((400, d), np.float32)
+try:  # 400 rows of d float32: more than the limit
+    cache.write(keys, X)
+except OSError as e:
+    report["write"] = describe(e)
+for a in range(0, 320, 80):  # 4 shards under the limit, which a merged one exceeds
+    cache.write(keys[a:a + 80], X[a:a + 80])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    report["n_merged"] = cache.compact(min_shards=2)
+report["compact_warnings"] = [str(w.message) for w in caught]
+report["n_entries"] = len(cache)
+report["left"] = sorted(os.listdir(os.path.join(cache.path, "shards")))
+report["shards_dir"] = os.path.join(cache.path, "shards")
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+try:  # a new cache folder: fingerprint.json cannot be written
+    FeatureCache(os.path.join(root, "cache"), dict(fp, other=1))
+except OSError as e:
+    report["fingerprint"] = describe(e)
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ")
+def test_a_full_disk_names_the_cache_file_and_leaves_nothing_behind(tmp_path):
+    """Writes fail for real (RLIMIT_FSIZE in a child process: EFBIG, as a full
+    disk gives ENOSPC): the error names the cache file, keeps errno and cause."""
+    import errno
+    import json
+
+    d = 256  # 1 KiB per row
+    proc = subprocess.run([sys.executable, "-c", _DISK_FULL_CHILD, str(tmp_path), str(d)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    shards_dir = report["shards_dir"]
+    w = report["write"]
+    assert (w["type"], w["errno"], w["cause_errno"]) == ("OSError", errno.EFBIG, errno.EFBIG)
+    assert re.fullmatch(r"\[Errno 27\] Cannot write the feature cache shard "
+                        + re.escape(shards_dir) + r"/[0-9a-f]{16}-\d+-[0-9a-f]{8}\.h5: "
+                        r"File too large", w["message"]), w["message"]
+    # the compaction stopped with a warning naming the merged shard; nothing lost
+    assert report["n_merged"] == 0 and report["n_entries"] == 320
+    (msg,) = report["compact_warnings"]
+    assert "Cannot write the merged feature cache shard " + shards_dir + "/" in msg, msg
+    assert "File too large" in msg
+    assert len(report["left"]) == 4 and not any(n.startswith(".tmp") for n in report["left"])
+    fp = report["fingerprint"]
+    assert (fp["errno"], fp["cause_errno"]) == (errno.EFBIG, errno.EFBIG)
+    assert "Cannot write the feature cache file " in fp["message"]
+    assert fp["message"].split(": ")[0].endswith("fingerprint.json")
+    assert not [n for n in os.listdir(os.path.dirname(shards_dir)) if n.startswith(".tmp")]
+
+
 # ----------------------------------------------------------------- processes
 def test_concurrent_writers_compactors_and_readers(tmp_path):
     """Four writers with overlapping keys, a compactor and a reader, all at once."""
@@ -410,10 +691,13 @@ def test_concurrent_writers_compactors_and_readers(tmp_path):
         assert np.array_equal(new_process_view(cache).read(keys), synthetic_features(keys, D))
 
 
-def test_read_survives_a_merged_shard_merged_again_before_it_is_opened(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["read", "read_available"])
+def test_read_survives_a_merged_shard_merged_again_before_it_is_opened(tmp_path, monkeypatch,
+                                                                       method):
     """A reader's listing holds a compaction's merged shard, which a second
-    compaction merges away before the reader opens it: read() looks again
-    instead of calling the keys missing (a race seen once in CI)."""
+    compaction merges away before the reader opens it: read() and
+    read_available() look again instead of calling the keys missing (a race
+    seen once in CI)."""
     finish(run_worker("write", "--cache", tmp_path, "--d", D, "--first", 0, "--last", 20,
                       "--batch", 10))  # shards A and B
     reader = new_process_view(FeatureCache(tmp_path, fingerprint(D)))
@@ -432,7 +716,11 @@ def test_read_survives_a_merged_shard_merged_again_before_it_is_opened(tmp_path,
         return open_shard(name)
 
     monkeypatch.setattr(index, "_open_shard", racing_open_shard)
-    assert np.array_equal(reader.read(keys), synthetic_features(keys, D))
+    if method == "read":
+        assert np.array_equal(reader.read(keys), synthetic_features(keys, D))
+    else:
+        got, found = reader.read_available(keys)
+        assert found.all() and np.array_equal(got, synthetic_features(keys, D))
     assert raced
 
 

@@ -5,6 +5,8 @@ at 32 px unless a test says otherwise, and a private feature cache
 (``SKBOTTLENECK_CACHE_DIR``).
 """
 
+import csv
+import inspect
 import json
 import os
 import shutil
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import joblib
 import numpy as np
@@ -329,6 +332,163 @@ def test_predict_csv_json_and_bad_images(model, photos, env, tmp_path):
     rows = json.loads(out.read_text())
     assert rows[0]["prediction"] in {"astronaut", "chelsea", "coffee", "rocket"} and rows[0]["error"] is None
     assert rows[1]["path"] == str(bad) and rows[1]["prediction"] is None and rows[1]["error"]
+
+
+# ------------------------------------------------------- safe model files
+@pytest.fixture(scope="module")
+def skops_model(workdir, store, env):
+    """The ``model`` fixture's training, saved as skops."""
+    out = workdir / "model.skops"
+    result = ok(["train", store, "--head", "logreg", "--epochs", "20", "--out", out], env)
+    assert "skops format: loading it runs no code" in result.stdout
+    return out
+
+
+def test_train_writes_skops_that_predicts_like_joblib(model, skops_model, photos, env):
+    import skops.io
+
+    assert zipfile.is_zipfile(skops_model)  # not a pickle under another name
+    assert "skbottleneck.heads._incremental.IncrementalClassifier" in skops.io.get_untrusted_types(
+        file=str(skops_model))
+    images = [photos / "coffee", photos / "chelsea" / "chelsea_000.jpg"]
+    from_skops = ok(["predict", skops_model, *images, "--proba"], env).stdout
+    from_joblib = ok(["predict", model, *images, "--proba"], env).stdout
+    assert from_skops == from_joblib and len(from_skops.splitlines()) == 1 + 9
+
+
+PAYLOAD = """
+import os
+if os.environ.get("PAYLOAD_MARKER"):
+    open(os.environ["PAYLOAD_MARKER"] + ".imported", "w").close()
+
+
+class Payload:
+    def __init__(self):
+        self.armed = True
+
+    def __setstate__(self, state):
+        if os.environ.get("PAYLOAD_MARKER"):
+            open(os.environ["PAYLOAD_MARKER"] + ".ran", "w").close()
+        self.__dict__.update(state)
+
+    def predict(self, X):
+        return X
+"""
+
+
+def test_a_skops_file_with_an_untrusted_type_is_refused_and_runs_nothing(env, photos, tmp_path):
+    (tmp_path / "payload.py").write_text(PAYLOAD)
+    evil, marker = tmp_path / "evil.skops", tmp_path / "marker"
+    env = dict(env, PYTHONPATH=os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", (
+        "import skops.io, payload; from sklearn.linear_model import SGDClassifier; "
+        "from sklearn.pipeline import Pipeline; "
+        f"skops.io.dump(Pipeline([('features', payload.Payload()), ('head', SGDClassifier())]), "
+        f"{str(evil)!r})")], env=env, check=True, timeout=120)
+    env["PAYLOAD_MARKER"] = str(marker)
+
+    for command in (["predict", evil, photos / "coffee"], ["evaluate", evil, photos]):
+        result = run(command, env, cwd=tmp_path)
+        assert_one_line_error(result, 2, str(evil), "payload.Payload", "not loaded")
+    assert not any(tmp_path.glob("marker*"))  # payload.py was not even imported
+
+    # the same file, loaded by someone who trusts it, does run the payload
+    subprocess.run([sys.executable, "-c", (
+        f"import skops.io; skops.io.load({str(evil)!r}, trusted=['payload.Payload'])")],
+        env=env, check=True, timeout=120)
+    assert sorted(p.name for p in tmp_path.glob("marker*")) == ["marker.imported", "marker.ran"]
+
+
+def test_help_says_which_model_files_run_code(env):
+    for command in ("train", "predict", "evaluate"):
+        text = " ".join(ok([command, "--help"], env).stdout.split())
+        assert ".skops" in text and "runs no code" in text
+        assert "pickle: loading it runs whatever code it holds" in text
+        assert "trust" in text
+
+
+# ------------------------------------------------------- messages and names
+def test_the_library_keyword_is_given_as_the_flag(photos, env, tmp_path):
+    out = tmp_path / "f.h5"
+    (tmp_path / "f.h5.partial").mkdir()
+    (tmp_path / "f.h5.partial" / "manifest.json").write_text("{ not json")
+    result = run(["extract", photos, *SMALL, "--out", out, "-q"], env)
+    assert_one_line_error(result, 2, "manifest.json", "--overwrite")
+    assert "overwrite=True" not in result.stderr
+    ok(["extract", photos, *SMALL, "--out", out, "-q", "--overwrite"], env)
+    assert not (tmp_path / "f.h5.partial").exists()
+
+
+def test_file_names_keep_their_spaces(photos, env, tmp_path):
+    good = tmp_path / " lead  space.jpg"  # a leading space and two spaces
+    shutil.copy(photos / "coffee" / "coffee_000.jpg", good)
+    bad = tmp_path / " two  spaces.jpg"
+    bad.write_bytes(b"not a jpeg")
+    shutil.copy(photos / "rocket" / "rocket_000.jpg", tmp_path / "rocket.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{good.name}\tcoffee\n{bad.name}\tcoffee\nrocket.jpg\trocket\n")
+    out = tmp_path / "f.h5"
+
+    result = run(["extract", "--file-list", listing, *SMALL, "--out", out, "-q"], env)
+    assert_one_line_error(result, 1, f"{bad}: ")
+    result = ok(["extract", "--file-list", listing, *SMALL, "--out", out, "-q",
+                 "--on-error", "skip"], env)
+    assert "1 unreadable images were left out" in result.stderr
+    with FeatureStore(out) as fs:
+        assert list(fs.paths) == [str(good), str(tmp_path / "rocket.jpg")]
+    with open(f"{out}.errors.csv", newline="", encoding="utf-8") as f:
+        assert [row[0] for row in csv.reader(f)] == ["path", str(bad)]
+
+
+def test_no_decompression_bomb_warning_on_top_of_the_error(model, photos, env, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for name in ("coffee", "rocket"):
+        (folder / name).mkdir(parents=True)
+        shutil.copy(photos / name / f"{name}_000.jpg", folder / name)
+    side = int(Image.MAX_IMAGE_PIXELS ** 0.5) + 1  # just over Pillow's limit: Pillow warns
+    Image.new("1", (side, side)).save(folder / "coffee" / "huge.png")  # 11 KB
+
+    result = run(["extract", folder, *SMALL, "--out", tmp_path / "f.h5", "-q"], env)
+    assert_one_line_error(result, 1, "huge.png", "possible decompression bomb")
+    result = run(["evaluate", model, folder, "--on-error", "skip", "--report", tmp_path / "r", "-q"],
+                 env)
+    assert result.returncode == 0, result.stderr
+    assert "huge.png" in result.stdout + result.stderr
+    for output in (result.stderr,):
+        assert "exceeds limit" not in output and "DecompressionBomb" not in output
+
+
+def test_extract_no_wait_fails_at_once_on_a_store_being_written(photos, env, tmp_path):
+    from skbottleneck import CNNFeatureTransformer
+
+    if "wait" not in inspect.signature(CNNFeatureTransformer.extract).parameters:
+        pytest.skip("CNNFeatureTransformer.extract has no wait= keyword yet")
+    out = tmp_path / "f.h5"
+    args = [sys.executable, "-m", "skbottleneck", "extract", str(photos), *SMALL, "--no-cache",
+            "--batch-size", "1", "--decode-threads", "1", "--out", str(out), "-q"]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        journal = tmp_path / "f.h5.partial" / "done"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            if journal.is_dir() and os.listdir(journal):
+                first.send_signal(signal.SIGSTOP)  # holds the store's lock, writes nothing
+                break
+            time.sleep(0.01)
+        if first.poll() is not None:
+            pytest.skip("the first extraction finished before it could be paused")
+        result = run(["extract", photos, *SMALL, "--no-cache", "--out", out, "-q", "--no-wait"],
+                     env, timeout=120)
+        assert_one_line_error(result, 1, str(out), str(first.pid), "--no-wait")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    with FeatureStore(out) as fs:
+        assert len(fs) == 32
 
 
 # -------------------------------------------------------------------- cache

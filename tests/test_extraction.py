@@ -453,7 +453,7 @@ def test_constraints_refuse_what_cannot_be_rebuilt(images):
         small(backbone=3).fit()
 
 
-def test_engine_plans_cached_rows_and_groups_duplicates(images, tmp_path):
+def test_engine_plans_cached_rows_and_runs_a_copy_once(images, tmp_path):
     from skbottleneck.extraction import ArraySink, ExtractionEngine
 
     dup = tmp_path / "copy.jpg"
@@ -462,13 +462,80 @@ def test_engine_plans_cached_rows_and_groups_duplicates(images, tmp_path):
     engine = ExtractionEngine(cnn)
     paths = images[:3] + [str(dup)]
     plan = engine.plan(paths)
-    assert len(plan.cached) == 0 and plan.n_to_compute == 3  # the copy shares a group
-    assert sorted(len(g) for g in plan.groups) == [1, 1, 2]
+    # never hashed by this process: each file is hashed as it is read, once
+    assert len(plan.cached) == 0 and plan.n_to_compute == 4
     sink = ArraySink(len(paths), cnn.n_features_out_, cnn.dtype)
     before = cnn_image_count()
     result = engine.run(plan, sink)
-    assert cnn_image_count() - before == 3 and sink.ok.all()
+    assert cnn_image_count() - before == 3 and sink.ok.all()  # the copy ran once
     np.testing.assert_array_equal(sink.out[0], sink.out[3])
     assert result.stats["n_extracted"] == 3 and result.failed == []
-    again = engine.plan(paths)
+    again = engine.plan(paths)  # the keys are known now: all cached
     assert sorted(again.cached.tolist()) == [0, 1, 2, 3] and again.n_to_compute == 0
+    # with the keys known, copies are grouped before anything is read
+    shutil.copy(images[4], tmp_path / "new.jpg")
+    shutil.copy(images[4], tmp_path / "new-copy.jpg")
+    from skbottleneck.cache import file_keys
+
+    file_keys([tmp_path / "new.jpg", tmp_path / "new-copy.jpg"])
+    plan = engine.plan([str(tmp_path / "new.jpg"), str(tmp_path / "new-copy.jpg")])
+    assert [g.tolist() for g in plan.groups] == [[0, 1]]
+
+
+def test_a_file_rewritten_after_hashing_is_cached_under_its_new_bytes(images, tmp_path):
+    """The bytes hashed are the bytes decoded: a file rewritten between the
+    plan (which knew its old key) and its decoding gets the features of its
+    new bytes, under the new bytes' key; its former copy keeps the old ones."""
+    from skbottleneck.cache import content_key, file_keys
+    from skbottleneck.extraction import ArraySink, ExtractionEngine, open_cache
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    shutil.copy(images[0], a)
+    shutil.copy(images[0], b)
+    cnn = small(cache_dir=tmp_path / "cache").fit()
+    old_key = file_keys([a])[0]
+    file_keys([b])
+    engine = ExtractionEngine(cnn)
+    plan = engine.plan([str(a), str(b)])
+    assert [g.tolist() for g in plan.groups] == [[0, 1]]  # one content, planned once
+    shutil.copy(images[1], a)  # rewritten after the plan, before the CNN
+    sink = ArraySink(2, cnn.n_features_out_, cnn.dtype)
+    engine.run(plan, sink)
+    reference = small(cache_dir=None).fit()
+    new, old = reference.transform([images[1]])[0], reference.transform([images[0]])[0]
+    np.testing.assert_allclose(sink.out[0], new, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sink.out[1], old, rtol=1e-5, atol=1e-6)
+    cache = open_cache(cnn)
+    with open(images[1], "rb") as f:
+        new_key = content_key(f.read())
+    np.testing.assert_allclose(cache.read([new_key])[0], new, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cache.read([old_key])[0], old, rtol=1e-5, atol=1e-6)
+    # a later copy of the old bytes gets the old features, from the cache
+    c = tmp_path / "c.jpg"
+    shutil.copy(images[0], c)
+    before = cnn_image_count()
+    np.testing.assert_allclose(cnn.transform([str(c)])[0], old, rtol=1e-5, atol=1e-6)
+    assert cnn_image_count() == before
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cache", [False, True])
+def test_fifo_and_device_are_refused_never_hang(images, tmp_path, cache):
+    """A FIFO (nothing ever writes to it) or a symlink to /dev/zero (endless)
+    would block hashing or decoding forever: each is an ImageError naming it."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.jpg"
+    os.symlink("/dev/zero", zero)
+    cnn = small(cache_dir=(tmp_path / "cache") if cache else None).fit()
+    with pytest.raises(ImageError, match="pipe.jpg") as e:
+        cnn.transform([images[0], str(fifo)])
+    assert "regular file" in str(e.value)
+    with pytest.raises(ImageError, match="zero.jpg"):
+        cnn.transform([str(zero), images[0]])
+    with pytest.warns(UserWarning, match="2 of 4 images could not be read"):
+        result = cnn.set_params(on_error="skip").extract([str(fifo), images[0], str(zero),
+                                                          images[1]])
+    assert [p for p, _ in result.failed] == [str(fifo), str(zero)]
+    assert all("regular file" in why for _, why in result.failed)
+    np.testing.assert_array_equal(result.kept, [1, 3])

@@ -435,14 +435,18 @@ def test_permission_denied(tmp_path):
 
 
 def test_permission_denied_when_opening(tmp_path, monkeypatch):
-    # Works under root too: the OS refusal is simulated at the `open` call.
+    # Works under root too: the OS refusal is simulated at the `os.open` call
+    # that reads the file (for this file only).
     path = tmp_path / "secret.png"
     Image.new("RGB", (4, 4)).save(path)
+    real_open = os.open
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(path))
+    def refuse(name, *args, **kwargs):
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(skbottleneck.images, "open", refuse, raising=False)
+    monkeypatch.setattr(os, "open", refuse)
     _assert_image_error(path, "permission denied")
 
 
@@ -494,6 +498,42 @@ def test_decompression_bomb_warning_as_error(tmp_path, monkeypatch):
     monkeypatch.setattr(skbottleneck.images, "MAX_IMAGE_PIXELS", None)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1000 < 1200 < 2000
     _assert_image_error(tmp_path / "big.png", "decompression bomb")
+
+
+def test_quiet_bomb_warnings_when_the_image_is_refused(tmp_path, monkeypatch):
+    """Pillow warns as it opens the file; the ImageError that follows says it all."""
+    import contextlib
+    import warnings
+
+    from skbottleneck.images import quiet_bomb_warnings
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "big.png")  # 1200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow warns: 1000 < 1200 < 2000
+    monkeypatch.setattr(skbottleneck.images, "MAX_IMAGE_PIXELS", 1000)
+
+    filters = list(warnings.filters)
+
+    def load(quiet):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with quiet_bomb_warnings() if quiet else contextlib.nullcontext():
+                try:
+                    return load_image(tmp_path / "big.png"), caught
+                except ImageError as e:
+                    return e, caught
+
+    error, caught = load(quiet=False)  # the warning, then the error
+    assert isinstance(error, ImageError)
+    assert [w.category for w in caught] == [Image.DecompressionBombWarning]
+    error, caught = load(quiet=True)
+    assert isinstance(error, ImageError) and "decompression bomb" in error.reason
+    assert caught == []
+    # raised above Pillow's limit, ours lets the image through: Pillow's warning stays
+    monkeypatch.setattr(skbottleneck.images, "MAX_IMAGE_PIXELS", 5000)
+    image, caught = load(quiet=True)
+    _check_rgb(image, (30, 40, 3))
+    assert [w.category for w in caught] == [Image.DecompressionBombWarning]
+    assert warnings.filters == filters  # the filter ends with the block
 
 
 def test_image_error_is_value_error_and_pickles():

@@ -154,3 +154,61 @@ def test_four_processes_extracting_overlapping_sets_into_one_cache(photo_paths, 
     before = cnn_image_count()
     cnn.transform(covered)
     assert cnn_image_count() == before
+
+
+_SLOW_THIRD_BATCH = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    from skbottleneck import CNNFeatureTransformer
+    from skbottleneck._keras import import_keras, import_tf
+
+    keras, tf = import_keras(), import_tf()
+    marker = sys.argv[3]
+    calls = [0]
+
+    def signal_and_stall(x):
+        calls[0] += 1
+        if calls[0] == 3:  # the third batch: say so, then take (nearly) forever
+            with open(marker, "w") as f:
+                f.write("3")
+            time.sleep(120)
+        return x
+
+    class SlowOnTheThirdBatch(keras.layers.Layer):
+        def call(self, x):
+            y = tf.py_function(signal_and_stall, [x], tf.float32)
+            y.set_shape(x.shape)
+            return y
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, kernel_initializer=keras.initializers.GlorotUniform(seed=0))(inputs)
+    model = keras.Model(inputs, SlowOnTheThirdBatch()(x), name="slow")
+    cnn = CNNFeatureTransformer(model, batch_size=2, cache_dir=sys.argv[4] if sys.argv[4] != "-" else None)
+    paths = sys.argv[1].split(",")
+    cnn.extract(paths, np.arange(len(paths)), store=sys.argv[2])
+    """
+)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_kill_loses_at_most_the_batch_in_flight(photo_paths, tmp_path, cache):
+    """SIGKILL while the third batch is in the CNN: the first two batches are
+    on disk (journalled), so a rerun extracts only the batch that was in flight."""
+    paths = list(photo_paths[0][:8])
+    store, marker = tmp_path / "features.h5", tmp_path / "third-batch"
+    cache_dir = str(tmp_path / "cache") if cache else "-"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_THIRD_BATCH, ",".join(paths),
+                             str(store), str(marker), cache_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert marker.exists(), proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)  # the moment the third batch entered the CNN
+    proc.wait()
+    # batches 1 and 2 are journalled (one journal file per batch written): only
+    # the batch in flight and the one not yet started are left to do, no batch
+    # was waiting in a write queue
+    assert _done_rows(store) == 2
+    assert not store.exists()

@@ -12,11 +12,13 @@ import json
 import os
 import pickle
 import pkgutil
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
@@ -33,6 +35,7 @@ from skbottleneck.store import (
     FeatureCache,
     FeatureStore,
     InsufficientDiskSpaceError,
+    StoreLockedError,
     StoreSubset,
     StoreWarning,
     StoreWriter,
@@ -79,6 +82,38 @@ def wait_for(proc, pattern, timeout=30):
         if re.fullmatch(pattern, line.strip()):
             return lines
     raise AssertionError(f"no {pattern!r} within {timeout}s: {lines}")
+
+
+class LineReader:
+    """The lines of a worker's stream, read by a thread: wait for one with a timeout."""
+
+    def __init__(self, stream):
+        self.seen, self._lines = [], queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def expect(self, pattern, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {pattern!r} within {timeout}s: {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"stream ended before {pattern!r}: {self.seen}")
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def all(self, timeout=30):
+        """Every line, once the stream has ended."""
+        while not self.seen or self.seen[-1] is not None:
+            self.seen.append(self._lines.get(timeout=timeout))
+        return "\n".join(self.seen[:-1])
 
 
 def kill(proc):
@@ -185,14 +220,14 @@ def test_resume_in_process_and_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"106 of the 120 rows .* not been written"):
         w.finalize()
     w.close()  # as if the process died here
-    w = StoreWriter(path, **args)
-    assert len(w.missing_rows()) == N - 14 and w.done()[[3, 4, 5, 100]].all()
     # other content: refused, not silently mixed
     for change in (dict(labels=labels[::-1]), dict(paths=paths[::-1]),
                    dict(metadata={**METADATA, "weights_hash": "1" * 16}), dict(n_features=D + 1),
                    dict(keys=keys[::-1]), dict(dtype="float16")):
         with pytest.raises(ValueError, match=r"partial progress for other content"):
             StoreWriter(path, **{**args, **change})
+    w = StoreWriter(path, **args)
+    assert len(w.missing_rows()) == N - 14 and w.done()[[3, 4, 5, 100]].all()
     with pytest.raises(ValueError, match="shape"):
         w.write_rows([0, 1], X[:1])
     with pytest.raises(IndexError):
@@ -218,6 +253,7 @@ def test_resume_in_process_and_refusals(tmp_path):
     # partial progress of other content is discarded with overwrite=True
     w = StoreWriter(tmp_path / "g.h5", **args)
     w.write_rows([0], X[:1])
+    w.close()
     w = StoreWriter(tmp_path / "g.h5", **{**args, "paths": paths[::-1]}, overwrite=True)
     assert len(w.missing_rows()) == N
     # not a store at all
@@ -273,6 +309,221 @@ def test_a_partial_store_is_always_valid_hdf5(tmp_path):
     with w.finalize() as store:
         idx = np.random.default_rng(0).permutation(N)
         assert np.array_equal(store.read_rows(idx)[0], X[idx])
+
+
+# ------------------------------------------------------- one writer at a time
+def test_a_second_writer_waits_for_the_first_then_finds_the_store_finished(tmp_path):
+    """Two real processes extract into one store at once: the second says once which
+    pid it waits for, waits, then finds the store finished (nothing left to write). A
+    third, with other images, gets the FileExistsError of a store that differs. No raw
+    FileNotFoundError, no stale .partial, no lock file left."""
+    store, go = tmp_path / "features.h5", tmp_path / "go"
+    first = start_extract(tmp_path, "--pause-before", 60, "--go", go)
+    second = other = None
+    try:
+        wait_for(first, "RENAME-BEFORE")  # every row written; in finalize, the lock held
+        second = start_extract(tmp_path, sleep=0.0)
+        other = start_extract(tmp_path, "--n", N - 1, sleep=0.0)
+        check_one_waits_for_the_other(tmp_path, first, second, other)
+    finally:
+        for proc in (first, second, other):
+            if proc is not None:
+                kill(proc)
+    check_complete(tmp_path)  # no .partial beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "features.h5", "go"]
+
+
+def check_one_waits_for_the_other(tmp_path, first, second, other):
+    store, go = tmp_path / "features.h5", tmp_path / "go"
+    second_err, other_err = LineReader(second.stderr), LineReader(other.stderr)
+    waiting = re.escape(f"waiting for {store}: being written by pid {first.pid}")
+    second_err.expect(waiting)
+    other_err.expect(waiting)
+    assert not store.exists()
+    go.touch()  # the first one finishes
+    assert first.wait(timeout=60) == 0
+    assert second.wait(timeout=60) == 0 and other.wait(timeout=60) != 0
+    second_out = second.stdout.read()
+    assert second_out.split()[:2] == ["START", "0"] and "DONE" in second_out  # nothing missing
+    assert sum("waiting for" in line for line in second_err.all().splitlines()) == 1
+    other_text = other_err.all()
+    assert "FileExistsError" in other_text and "overwrite=True" in other_text
+    assert "FileNotFoundError" not in other_text + second_err.all()
+
+
+def test_a_writer_told_not_to_wait_names_the_holder_and_a_killed_holder_blocks_no_one(tmp_path):
+    X, paths, labels, keys = reference()
+    store, lock = tmp_path / "features.h5", tmp_path / "features.h5.lock"
+    args = dict(paths=paths, labels=labels, keys=keys, n_features=D, metadata=METADATA)
+    first = start_extract(tmp_path, "--pause-before", 60)
+    try:
+        wait_for(first, "RENAME-BEFORE")  # the lock held, in finalize
+        check_refused_while_held(store, lock, first.pid, args)
+    finally:
+        kill(first)  # SIGKILL while holding the lock
+    assert lock.exists()  # left behind, but the system dropped its lock
+    w = StoreWriter(store, **args, wait=False)  # no waiting for a dead process
+    assert len(w.missing_rows()) == 0  # its rows were all durable
+    w.finalize().close()
+    check_complete(tmp_path)
+    assert not lock.exists()
+
+
+def check_refused_while_held(store, lock, pid, args):
+    assert json.loads(lock.read_text())["pid"] == pid
+    t0 = time.monotonic()
+    with pytest.raises(StoreLockedError) as info:
+        StoreWriter(store, **args, wait=False)
+    assert time.monotonic() - t0 < 5  # at once
+    e = info.value
+    assert isinstance(e, BlockingIOError) and isinstance(e, OSError) and e.errno == errno.EAGAIN
+    assert e.pid == pid and e.path == str(store) and e.lock_path == str(lock)
+    assert str(store) in str(e) and f"being written by pid {pid}" in str(e)
+    t0 = time.monotonic()
+    with pytest.raises(StoreLockedError, match=r"Gave up waiting 0.3 s for .*: it is still "
+                                               f"being written by pid {pid}"):
+        StoreWriter(store, **args, wait=0.3)
+    assert time.monotonic() - t0 >= 0.3
+
+
+def test_a_second_writer_in_the_same_process_is_refused_at_once(tmp_path):
+    path = tmp_path / "f.h5"
+    w = StoreWriter(path, paths=["a", "b", "c"], n_features=4)
+    w.write_rows([0], np.ones((1, 4)))
+    for wait in (True, False, 10):  # never waits for itself
+        with pytest.raises(StoreLockedError, match="another StoreWriter of this process") as info:
+            StoreWriter(path, paths=["a", "b", "c"], n_features=4, wait=wait)
+        assert info.value.pid == os.getpid()
+    w.close()
+    assert sorted(os.listdir(tmp_path)) == ["f.h5.partial"]  # the lock file went with it
+    with pytest.raises(ValueError, match="closed"):
+        w.write_rows([1], np.ones((1, 4)))
+    with StoreWriter(path, paths=["a", "b", "c"], n_features=4) as w:
+        assert w.missing_rows().tolist() == [1, 2]
+        w.write_rows([1, 2], np.ones((2, 4)))
+        w.finalize().close()
+    assert sorted(os.listdir(tmp_path)) == ["f.h5"]
+    with pytest.raises(ValueError, match="wait must be"):
+        StoreWriter(path, paths=["a"], n_features=4, wait=-1)
+
+
+def test_a_refused_extraction_leaves_the_folder_as_it_was(tmp_path):
+    d = 10**9  # 4 GB rows
+    n = int(shutil.disk_usage(tmp_path).free / (4 * d) * 2) + 10  # twice the free space
+    paths = [f"{i}.jpg" for i in range(n)]
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(InsufficientDiskSpaceError, match=f"in {re.escape(str(tmp_path))}: "
+                                                         f"features of {n} images"):
+        StoreWriter(tmp_path / "f.h5", paths=paths, n_features=d, check_space=True)
+    assert os.listdir(tmp_path) == ["other.txt"]
+    with pytest.raises(InsufficientDiskSpaceError):
+        StoreWriter(tmp_path / "new" / "f.h5", paths=paths, n_features=d, check_space=True)
+    assert os.listdir(tmp_path) == ["other.txt"]
+    # a writer closed before its first row leaves nothing either
+    w = StoreWriter(tmp_path / "g.h5", paths=paths[:3], n_features=4, check_space=True)
+    w.close()
+    assert os.listdir(tmp_path) == ["other.txt"]
+    # a resumed store needs room for its missing rows only
+    w = StoreWriter(tmp_path / "g.h5", paths=paths[:3], n_features=4)
+    w.write_rows([0, 1], np.ones((2, 4)))
+    w.close()
+    with StoreWriter(tmp_path / "g.h5", paths=paths[:3], n_features=4, check_space=True,
+                     verbose=1) as w:
+        assert w.missing_rows().tolist() == [2]
+
+
+def test_a_damaged_data_file_is_named_and_overwrite_starts_again(tmp_path):
+    X, paths, labels, keys = reference()
+    path, data = tmp_path / "f.h5", tmp_path / "f.h5.partial" / "data.h5"
+    for damage in ("zeroed", "truncated"):
+        w = StoreWriter(path, paths=paths, n_features=D, overwrite=True)
+        w.write_rows(np.arange(8), X[:8])
+        w.close()
+        if damage == "zeroed":
+            with open(data, "r+b") as f:
+                f.write(b"\0" * 4096)  # the superblock
+        else:
+            data.write_bytes(data.read_bytes()[:3000])
+        with pytest.raises(OSError) as info:
+            StoreWriter(path, paths=paths, n_features=D)
+        message = str(info.value)
+        assert str(data) in message and str(path) in message and "damaged" in message
+        assert f"delete {tmp_path / 'f.h5.partial'}" in message and "overwrite=True" in message
+        assert isinstance(info.value.__cause__, OSError)  # HDF5's, kept
+    w = StoreWriter(path, paths=paths, n_features=D, overwrite=True)
+    assert len(w.missing_rows()) == N  # started again
+    w.write_rows(np.arange(N), X)
+    with w.finalize() as store:
+        assert np.array_equal(store.to_numpy(), X)
+
+
+@pytest.mark.parametrize("at", ["create", "rows"])
+def test_a_full_disk_names_the_store_file_and_keeps_the_errno(tmp_path, at):
+    """A child process under RLIMIT_FSIZE (SIGXFSZ ignored): creating data.h5, or writing
+    rows past the limit, fails with EFBIG naming the file and the store; a rerun
+    without the limit resumes from what was written."""
+    n, d, store = 200, 1024, tmp_path / "f.h5"
+    out = subprocess.run(
+        [sys.executable, WORKER, *map(str, ["fill", "--store", store, "--cache", tmp_path / "c",
+                                            "--n", n, "--d", d, "--batch", 8,
+                                            "--limit", 300_000, "--at", at])],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    err = json.loads(out.stdout.splitlines()[-1])
+    assert err["errno"] == errno.EFBIG, err
+    assert err["filename"] == str(tmp_path / "f.h5.partial" / "data.h5")
+    assert err["store"] == str(store)
+    assert f"the feature store {store}" in err["message"] and "disk is full" in err["message"]
+    paths, labels, keys = dataset(n)
+    feats = synthetic_features(keys, d)
+    w = StoreWriter(store, paths=paths, labels=labels, n_features=d)
+    assert len(w.missing_rows()) == (n if at == "create" else n - 8)
+    w.write_rows(w.missing_rows(), feats[w.missing_rows()])
+    with w.finalize() as done:
+        assert np.array_equal(done.to_numpy(), feats)
+
+
+def test_store_errors_keep_their_errno_and_cause(tmp_path):
+    """A store that cannot be written names itself, and stays the OSError it was."""
+    (tmp_path / "file").write_text("not a folder")
+    store = tmp_path / "file" / "f.h5"
+    with pytest.raises(FileExistsError) as info:  # os.makedirs' own error for this
+        StoreWriter(store, paths=["a"], n_features=4)
+    e = info.value
+    assert e.errno == errno.EEXIST and e.filename == str(store) + ".lock" and e.store == str(store)
+    assert f"the lock file of the feature store {store}" in str(e)
+    assert isinstance(e.__cause__, FileExistsError) and "rerun" not in str(e)
+    # the final rename fails (a folder where the store goes): named, kept, resumable
+    store = tmp_path / "f.h5"
+    (store / "in-the-way").mkdir(parents=True)
+    w = StoreWriter(store, paths=["a"], n_features=4, overwrite=True)
+    w.write_rows([0], np.ones((1, 4)))
+    with pytest.raises(OSError) as info:
+        w.finalize()
+    e = info.value
+    assert e.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST) and e.store == str(store)
+    assert e.filename == str(tmp_path / "f.h5.partial" / "data.h5") and "rerun" in str(e)
+    assert type(e) is type(e.__cause__) and "publish" in str(e)
+    shutil.rmtree(store)
+    with StoreWriter(store, paths=["a"], n_features=4) as w:
+        assert len(w.missing_rows()) == 0
+        w.finalize().close()
+    assert sorted(os.listdir(tmp_path)) == ["f.h5", "file"]
+    if os.geteuid() == 0:
+        return  # root may write anywhere: no read-only folder to try
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    make_store(folder / "done.h5", np.ones((2, 4), np.float32))
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError) as info:
+            StoreWriter(folder / "f.h5", paths=["a"], n_features=4)
+        assert f"feature store {folder / 'f.h5'}" in str(info.value)
+        assert isinstance(info.value.__cause__, PermissionError)
+        # a finished store in a read-only folder: nothing to write, nothing to lock
+        assert StoreWriter(folder / "done.h5", paths=["0.jpg", "1.jpg"], n_features=4).finished
+    finally:
+        folder.chmod(0o700)
 
 
 # -------------------------------------------------------------------- reader

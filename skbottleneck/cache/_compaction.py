@@ -4,27 +4,32 @@ A merged shard is written under a temporary name, fsynced and renamed into
 ``shards/`` before its sources are deleted, so a kill leaves at worst
 duplicates (same features), which the next compaction drops. A source is
 deleted only when each of its rows is in the merged shard or in another
-live shard.
+live shard. Each row copied is verified against its checksum and the
+checksums are copied with it (rows of shards without checksums get them
+now); a source whose rows do not match is quarantined, not merged.
 """
 
+import errno
 import os
 import warnings
 
 import numpy as np
 
+from ._checksums import ShardChecksumError, key_words, row_digests
 from ._fileio import (
     _MAX_SPAN_BYTES,
     StoreWarning,
     _create_preallocated,
     _fsync_dir,
     _lock_file,
+    _named_os_error,
     _pwrite,
     _remove_stale_tmp,
     _tmp_path,
     _unlink_quietly,
 )
 from ._format import KEY_LENGTH, new_shard_name
-from ._shards import _Shard, read_shard_rows, set_shard_attrs
+from ._shards import _Shard, create_checksums, read_shard_rows, set_shard_attrs
 
 __all__ = ["compact"]
 
@@ -47,10 +52,13 @@ def compact(index, shard_attrs, min_shards=16, *, target_bytes=256 * 2**20):
     n_merged : int
         Number of shards merged away.
     """
+    lock_path = os.path.join(index.directory, "compact.lock")
     try:
-        lock_fd = _lock_file(os.path.join(index.directory, "compact.lock"))
+        lock_fd = _lock_file(lock_path)
     except FileNotFoundError:  # the cache was cleared meanwhile: nothing to merge
         return 0
+    except OSError as e:
+        raise _named_os_error(e, "create the feature cache's lock file", lock_path) from e
     if lock_fd is None:  # another process is compacting
         return 0
     try:
@@ -70,17 +78,17 @@ def compact(index, shard_attrs, min_shards=16, *, target_bytes=256 * 2**20):
                     seen.update(s.keys)
             n_merged = 0
             for group in _groups(small, target_bytes):
-                if len(group) < 2:
-                    continue
                 try:
-                    merged = _merge(index.shard_dir, group, seen, shard_attrs)
+                    merged, group = _merge_verified(index, group, seen, shard_attrs)
                 except FileNotFoundError:
                     index.refresh()  # a source vanished (clear_cache?): stop here
                     break
-                except OSError as e:
+                except OSError as e:  # names the merged shard (disk full...)
                     warnings.warn(f"Compaction of the cache {index.directory} stopped: {e}",
                                   StoreWarning, stacklevel=3)
                     break
+                if not group:
+                    continue
                 if merged is not None:
                     index.add(merged)
                 for s in group:
@@ -106,24 +114,60 @@ def _groups(shards, target_bytes):
     return groups
 
 
+def _merge_verified(index, group, seen, shard_attrs):
+    """Merge ``group``; a source found damaged is quarantined and the rest merged.
+
+    Returns the merged shard (or ``None``) and the sources merged (their
+    rows are in it or in ``seen``); no sources when fewer than 2 are left.
+    """
+    while len(group) >= 2:
+        try:
+            return _merge(index.shard_dir, group, seen, shard_attrs), group
+        except _DamagedSource as e:
+            index.drop_damaged(e.shard, e.reason, stacklevel=6)
+            group = [s for s in group if s is not e.shard]
+    return None, []
+
+
+class _DamagedSource(Exception):
+    """A source shard proved damaged while being copied (nothing was written)."""
+
+    def __init__(self, shard, reason):
+        super().__init__(str(reason))
+        self.shard, self.reason = shard, reason
+
+
 def _merge(shard_dir, sources, seen, shard_attrs):
     """Write one merged shard of the rows of ``sources`` whose keys are not in ``seen``.
 
-    Adds the keys of ``sources`` to ``seen``. Returns the merged
-    :class:`_Shard`, or ``None`` when every row of ``sources`` is already
-    in ``seen`` (nothing to copy: the sources hold only duplicates).
+    Each row copied is checked against its checksum first. Once the merged
+    shard is in place, adds the keys of ``sources`` to ``seen``. Returns
+    the merged :class:`_Shard`, or ``None`` when every row of ``sources``
+    is already in ``seen`` (nothing to copy: the sources hold only
+    duplicates).
+
+    Raises
+    ------
+    _DamagedSource
+        Rows of a source do not match their checksums, or cannot be read
+        (nothing written).
+    OSError
+        Writing the merged shard failed (nothing left behind): the message
+        names it; ``FileNotFoundError`` also when a source vanished.
     """
     import h5py
 
     picks = []  # (shard, rows)
     keys = []
+    new_seen = set(seen)
     for s in sources:
-        rows = [i for i, k in enumerate(s.keys) if k not in seen]
-        seen.update(s.keys)
+        rows = [i for i, k in enumerate(s.keys) if k not in new_seen]
+        new_seen.update(s.keys)
         if rows:
             picks.append((s, np.asarray(rows, dtype=np.int64)))
             keys.extend(s.keys[i] for i in rows)
     if not keys:
+        seen.update(new_seen)
         return None
     d = sources[0].n_features
     key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_LENGTH)
@@ -132,28 +176,58 @@ def _merge(shard_dir, sources, seen, shard_attrs):
     name = new_shard_name()
     final = os.path.join(shard_dir, name)
     tmp = _tmp_path(shard_dir, name)
+    digests = np.empty(len(keys), np.uint64)
     try:
-        with h5py.File(tmp, "w") as f:
-            set_shard_attrs(f, n_features=d, **shard_attrs)
-            f.create_dataset("keys", data=key_arr)
-            offset = _create_preallocated(f, "features", (len(keys), d), dtype)
-        fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        try:
+            with h5py.File(tmp, "w") as f:
+                set_shard_attrs(f, n_features=d, **shard_attrs)
+                f.create_dataset("keys", data=key_arr)
+                sums_offset = create_checksums(f, len(keys))
+                offset = _create_preallocated(f, "features", (len(keys), d), dtype)
+            fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        except (OSError, RuntimeError) as e:  # HDF5's own writes fail as RuntimeError too
+            raise _named_os_error(e, "write the merged feature cache shard", final) from e
         try:
             pos = 0
-            block = max(1, _MAX_SPAN_BYTES // row_nbytes)
+            block = max(1, _MAX_SPAN_BYTES // max(1, row_nbytes))
             for s, rows in picks:
                 for a in range(0, len(rows), block):
                     r = rows[a:a + block]
                     buf = np.empty((len(r), d), dtype=dtype)
-                    read_shard_rows(s, r, np.arange(len(r)), buf)
-                    _pwrite(fd, buf, offset + pos * row_nbytes)
+                    try:
+                        read_shard_rows(s, r, np.arange(len(r)), buf)  # verified
+                    except ShardChecksumError as e:
+                        raise _DamagedSource(s, e) from e
+                    except OSError as e:  # EIO: shorter than its data, unreadable
+                        if e.errno != errno.EIO:
+                            raise
+                        raise _DamagedSource(s, e) from e
+                    digests[pos:pos + len(r)] = (row_digests(buf) if s.digests is None
+                                                 else s.digests[r])
+                    _write(fd, buf, offset + pos * row_nbytes, final)
                     pos += len(r)
-            os.fsync(fd)
+            _write(fd, (digests ^ key_words(key_arr)).astype("<u8"), sums_offset, final)
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise _named_os_error(e, "write the merged feature cache shard", final) from e
         finally:
             os.close(fd)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as e:
+            raise _named_os_error(e, "write the merged feature cache shard", final) from e
     except BaseException:
         _unlink_quietly(tmp)
         raise
     _fsync_dir(shard_dir)
-    return _Shard(name, final, keys, d, shard_attrs["dtype"], offset, os.path.getsize(final))
+    seen.update(new_seen)
+    return _Shard(name, final, keys, d, shard_attrs["dtype"], offset, os.path.getsize(final),
+                  digests=digests)
+
+
+def _write(fd, data, offset, path):
+    try:
+        _pwrite(fd, data, offset)
+    except OSError as e:
+        raise _named_os_error(e, "write the merged feature cache shard", path) from e

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -112,6 +113,41 @@ def _unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+_H5_ERRNO_RE = re.compile(r"errno = (\d+)(?:, error message = '([^']*)')?")
+
+
+def _named_os_error(e, what, path):
+    """The error ``e`` of writing ``path`` as an ``OSError`` that names it (raise it ``from e``).
+
+    ``what`` says what was being done (``"write the feature cache shard"``).
+    The new error keeps the ``errno`` of ``e``, hence its subclass
+    (``PermissionError``...; a full disk is still ``errno.ENOSPC``). HDF5
+    reports the failures of its own writes as ``RuntimeError`` or
+    ``OSError`` with the errno only in the message: that errno is used.
+
+    Examples
+    --------
+    >>> e = _named_os_error(RuntimeError("Can't close (unable to extend file properly, "
+    ...                                  "errno = 28, error message = 'No space left on device')"),
+    ...                     "write the merged feature cache shard", "/c/shards/y.h5")
+    >>> print(e)
+    [Errno 28] Cannot write the merged feature cache shard /c/shards/y.h5: No space left on device
+    >>> e.errno == errno.ENOSPC
+    True
+    """
+    code = getattr(e, "errno", None)
+    reason = getattr(e, "strerror", None)
+    if code is None:
+        m = _H5_ERRNO_RE.search(str(e))
+        if m:
+            code = int(m.group(1))
+            reason = m.group(2) or os.strerror(code)
+    message = f"Cannot {what} {path}: {reason or e}"
+    if code is None:
+        return OSError(message)
+    return OSError(code, message)
 
 
 def _remove_stale_tmp(directory, max_age=_STALE_TMP_SECONDS):

@@ -17,6 +17,8 @@ CACHE_SCHEMA = "skbottleneck.cache"
 SHARD_SCHEMA = "skbottleneck.cache_shard"
 #: Bumped whenever the cache layout changes; part of the fingerprint id, so a
 #: new format lands in a new directory instead of misreading the old one.
+#: (The per-row ``checksums`` dataset came without a bump: older versions
+#: ignore it, and shards without it are read, unverified.)
 CACHE_FORMAT_VERSION = 1
 #: Bytes of a content key (a BLAKE2b-160 digest, see :func:`file_key`).
 KEY_LENGTH = 20

@@ -4,7 +4,8 @@ One index per folder and process (:func:`get_index`), shared by every
 :class:`~skbottleneck.cache.FeatureCache` of that folder, so repeated
 transforms do not rescan the shards. A look-up lists ``shards/`` only when
 its modification time changed, and opens only the shards it has not seen;
-a damaged shard is moved to ``quarantine/`` with a
+a damaged shard (unreadable when opened, or rows not matching their
+checksums when read) is moved to ``quarantine/`` with a
 :class:`~skbottleneck.store.StoreWarning`.
 """
 
@@ -44,6 +45,10 @@ class _CacheIndex:
         ``key -> (shard number << 32) | row``.
     n_features : int or None
         Features per row; ``None`` until a shard is indexed.
+    n_vanished : int
+        Shards listed that were gone when opened (merged away by a
+        compaction between the listing and the opening): a reader that
+        misses keys after such a race looks again.
     """
 
     def __init__(self, directory, dtype):
@@ -58,6 +63,7 @@ class _CacheIndex:
         self.n_features = None
         self.dir_signature = None  # (device, inode, mtime) of shards/ at the last listing
         self.dir_settled = False
+        self.n_vanished = 0
 
     @property
     def n_live(self):
@@ -142,6 +148,7 @@ class _CacheIndex:
             finally:
                 os.close(fd)
         except FileNotFoundError:  # removed by a compaction since the listing
+            self.n_vanished += 1
             return None
         except OSError as e:
             self.skipped.add(name)
@@ -158,12 +165,17 @@ class _CacheIndex:
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             # the file opened but HDF5 cannot parse it, or it is not a shard: damaged
             if not os.path.exists(path):  # removed by a compaction meanwhile
+                self.n_vanished += 1
                 return None
             self.quarantine(path, e)
             return None
 
-    def quarantine(self, path, reason):
-        """Move a damaged shard to ``quarantine/`` (or ignore it), with a warning."""
+    def quarantine(self, path, reason, stacklevel=4):
+        """Move a damaged shard to ``quarantine/`` (or ignore it), with a warning naming it.
+
+        Never raises: a shard that cannot be moved (read-only folder...) is
+        left in place and ignored by this process, and the warning says why.
+        """
         name = os.path.basename(path)
         qdir = os.path.join(self.directory, "quarantine")
         target = os.path.join(qdir, name)
@@ -171,14 +183,23 @@ class _CacheIndex:
             os.makedirs(qdir, exist_ok=True)
             os.replace(path, target)
             where = f"moved to {target}"
-        except OSError:
+        except FileNotFoundError:  # moved or merged away by another process meanwhile
+            where = "removed meanwhile"
+        except OSError as e:
             self.skipped.add(name)
-            where = "left in place and ignored"
+            where = (f"left in place and ignored (it could not be moved to the feature cache's "
+                     f"quarantine folder {qdir}: {e.strerror or e})")
         warnings.warn(
-            f"Cache shard {path} is unreadable ({type(reason).__name__}: {reason}); it was "
+            f"Cache shard {path} is damaged ({type(reason).__name__}: {reason}); it was "
             f"{where}, and its entries will be computed again.",
-            StoreWarning, stacklevel=4,
+            StoreWarning, stacklevel=stacklevel,
         )
+
+    def drop_damaged(self, shard, reason, stacklevel=5):
+        """Quarantine an indexed shard found damaged and forget its keys."""
+        self.quarantine(shard.path, reason, stacklevel=stacklevel)
+        self.skipped.add(shard.name)  # not indexed again if it could not be moved
+        self.remove([shard.name])
 
 
 _indexes = {}  # (realpath, pid) -> _CacheIndex

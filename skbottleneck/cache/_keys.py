@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ._fileio import _canonical_json, _check_storage_dtype, _sha256
 from ._format import CACHE_FORMAT_VERSION, KEY_LENGTH
 
-__all__ = ["check_keys", "file_key", "file_keys", "fingerprint_id", "get_cache_dir"]
+__all__ = ["check_keys", "content_key", "file_key", "file_keys", "fingerprint_id", "get_cache_dir",
+           "known_file_key", "remember_file_key"]
 
 _KEY_MEMO_SIZE = 1 << 18
 #: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) -> digest`` of files
@@ -239,3 +240,36 @@ def check_keys(keys):
             raise TypeError("cache keys must be bytes (e.g. from file_key); "
                             f"got {type(k).__name__}.")
     return keys
+
+
+def content_key(data):
+    """The content key of bytes already read: what :func:`file_key` computes from a file.
+
+    Examples
+    --------
+    >>> from skbottleneck.cache import content_key, file_key
+    >>> p = tmp_dir / "a.bin"
+    >>> _ = p.write_bytes(b"hello")
+    >>> content_key(b"hello") == file_key(p)
+    True
+    """
+    return hashlib.blake2b(data, digest_size=KEY_LENGTH).digest()
+
+
+def _stat_id(st):
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def known_file_key(st):
+    """The key of an unchanged file this process hashed before (from its ``os.stat``), or None."""
+    return _key_memo.get(_stat_id(st))
+
+
+def remember_file_key(st, key):
+    """Remember that the file whose ``os.stat`` is ``st`` has content key ``key``
+    (nothing when ``st`` is None)."""
+    if st is None:
+        return
+    if len(_key_memo) >= _KEY_MEMO_SIZE:
+        _key_memo.clear()
+    _key_memo[_stat_id(st)] = key

@@ -3,11 +3,13 @@
 A shard is an immutable HDF5 file holding root attributes
 (``schema="skbottleneck.cache_shard"``, ``format_version``,
 ``fingerprint_id``, ``n_features``, ``storage_dtype``, ``metadata_json``,
-the library versions), a dataset ``keys`` (uint8, ``(n, key_length)``) and
-a contiguous dataset ``features`` (``(n, d)``, little-endian, uncompressed).
-A new shard is built in memory (:func:`shard_image`) and written
-atomically by the cache; a merged one is written in place on disk by the
-compaction.
+the library versions), a dataset ``keys`` (uint8, ``(n, key_length)``), a
+contiguous dataset ``features`` (``(n, d)``, little-endian, uncompressed)
+and a dataset ``checksums`` (uint64, ``(n,)``, one per row, see
+:mod:`._checksums`), verified whenever rows are read. Shards written before
+the checksums existed have no ``checksums``: they are read unverified. A
+new shard is built in memory (:func:`shard_image`) and written atomically
+by the cache; a merged one is written in place on disk by the compaction.
 """
 
 import os
@@ -16,7 +18,16 @@ import threading
 
 import numpy as np
 
+from ._checksums import (
+    CHECKSUM_ALGORITHM,
+    CHECKSUM_DATASET,
+    ShardChecksumError,
+    key_words,
+    row_digests,
+)
 from ._fileio import (
+    _MAX_SPAN_BYTES,
+    _create_preallocated,
     _library_versions,
     _raw_layout,
     _read_rows_at,
@@ -25,7 +36,8 @@ from ._fileio import (
 )
 from ._format import CACHE_FORMAT_VERSION, SHARD_SCHEMA
 
-__all__ = ["ShardVersionError", "open_shard", "read_shard_rows", "set_shard_attrs", "shard_image"]
+__all__ = ["ShardChecksumError", "ShardVersionError", "create_checksums", "open_shard",
+           "read_shard_rows", "set_shard_attrs", "shard_image"]
 
 
 class _Shard:
@@ -46,14 +58,20 @@ class _Shard:
         Bytes of the file.
     no : int, default=-1
         Number given by the index that holds it.
+    digests : ndarray of uint64 or None, default=None
+        What XXH3-64 of each row's bytes must be (the stored checksums
+        XOR the keys' first 8 bytes); ``None``: a shard without checksums,
+        read unverified.
     """
 
-    __slots__ = ("name", "path", "keys", "n_features", "dtype", "offset", "size", "no")
+    __slots__ = ("name", "path", "keys", "n_features", "dtype", "offset", "size", "no",
+                 "digests")
 
-    def __init__(self, name, path, keys, n_features, dtype, offset, size, no=-1):
+    def __init__(self, name, path, keys, n_features, dtype, offset, size, no=-1, digests=None):
         self.name, self.path, self.keys = name, path, keys
         self.n_features, self.dtype, self.offset, self.size, self.no = (
             n_features, np.dtype(dtype), offset, size, no)
+        self.digests = digests
 
     @property
     def row_nbytes(self):
@@ -81,7 +99,25 @@ def set_shard_attrs(f, *, fingerprint_id, n_features, dtype, metadata_json):
         f.attrs[k] = v
 
 
-def shard_image(key_arr, feats, **attrs):
+def create_checksums(f, checksums):
+    """The dataset ``checksums`` of the open h5py file ``f`` (uint64, one per row).
+
+    ``checksums`` is an array to store, or an int: the number of rows of a
+    dataset allocated now and filled later in place (see
+    :func:`~skbottleneck.cache._fileio._create_preallocated`); returns
+    then the byte offset of its data.
+    """
+    if isinstance(checksums, (int, np.integer)):
+        offset = _create_preallocated(f, CHECKSUM_DATASET, (int(checksums),), "<u8")
+        ds = f[CHECKSUM_DATASET]
+    else:
+        ds = f.create_dataset(CHECKSUM_DATASET, data=np.asarray(checksums, "<u8").reshape(-1))
+        offset = None
+    ds.attrs["algorithm"] = CHECKSUM_ALGORITHM
+    return offset
+
+
+def shard_image(key_arr, feats, *, checksums=None, **attrs):
     """An in-memory HDF5 shard: its bytes and the features' byte offset.
 
     Parameters
@@ -89,6 +125,8 @@ def shard_image(key_arr, feats, **attrs):
     key_arr : ndarray of uint8, shape (n, key_length)
     feats : ndarray of shape (n, n_features)
         In the storage dtype, little-endian.
+    checksums : ndarray of uint64, default=None
+        The rows' checksums (:mod:`._checksums`); computed when ``None``.
     **attrs
         ``fingerprint_id``, ``dtype`` and ``metadata_json`` of
         :func:`set_shard_attrs`.
@@ -100,11 +138,14 @@ def shard_image(key_arr, feats, **attrs):
     """
     import h5py
 
+    if checksums is None:
+        checksums = row_digests(feats) ^ key_words(key_arr)
     label = f"skbottleneck-shard-{threading.get_ident()}-{secrets.token_hex(4)}.h5"
     f = h5py.File(label, "w", driver="core", backing_store=False)
     try:
         set_shard_attrs(f, n_features=feats.shape[1], **attrs)
         f.create_dataset("keys", data=key_arr)
+        create_checksums(f, checksums)
         ds = f.create_dataset("features", data=feats)
         f.flush()
         offset = ds.id.get_offset()
@@ -169,6 +210,7 @@ def open_shard(path, size, dtype, n_features=None):
         keys = np.empty((n, key_len), np.uint8)
         if keys.size:
             keys_ds.read(h5s.ALL, h5s.ALL, keys)
+        digests = _read_digests(fid, keys)
         layout = _raw_layout(feats)
         offset = None
         if layout is not None and len(layout[1]) == 1:
@@ -179,17 +221,81 @@ def open_shard(path, size, dtype, n_features=None):
     finally:
         f.close()
     key_list = keys.view(f"V{key_len}").ravel().tolist() if key_len else [b""] * n
-    return _Shard(os.path.basename(path), path, key_list, d, dtype, offset, size)
+    return _Shard(os.path.basename(path), path, key_list, d, dtype, offset, size,
+                  digests=digests)
 
 
-def read_shard_rows(shard, rows, dst, out):
-    """``out[dst[i]] = features[rows[i]]`` of one shard.
+def _read_digests(fid, keys):
+    """The digests of the shard's rows (see :class:`_Shard`); ``None`` when unverifiable.
+
+    ``None`` for a shard without a ``checksums`` dataset (written before they
+    existed) or with an algorithm this version does not know.
+
+    Raises
+    ------
+    ValueError
+        A ``checksums`` dataset of the wrong shape or type (damage).
+    """
+    from h5py import h5d, h5s
+
+    if CHECKSUM_DATASET.encode() not in fid:
+        return None
+    ds = h5d.open(fid, CHECKSUM_DATASET.encode())
+    if _read_scalar_attr(ds, "algorithm") != CHECKSUM_ALGORITHM:
+        return None  # another algorithm (a later version): read unverified
+    if ds.dtype.kind != "u" or ds.dtype.itemsize != 8 or ds.shape != (len(keys),):
+        raise ValueError(f"unexpected dataset checksums {ds.shape} {ds.dtype} "
+                         f"for {len(keys)} rows")
+    checksums = np.empty(len(keys), "<u8")
+    if len(keys):
+        ds.read(h5s.ALL, h5s.ALL, checksums)
+    return checksums.astype(np.uint64) ^ key_words(keys)
+
+
+def read_shard_rows(shard, rows, dst, out, *, verify=True):
+    """``out[dst[i]] = features[rows[i]]`` of one shard, checked against its checksums.
+
+    Parameters
+    ----------
+    shard : _Shard
+    rows, dst : ndarray of int
+    out : ndarray of shape (n, n_features)
+    verify : bool, default=True
+        Compare each row read with its checksum (a shard without checksums
+        is read unverified).
 
     Raises
     ------
     FileNotFoundError
         The shard was removed (merged away by a compaction).
+    ShardChecksumError
+        Rows do not match their checksums (``out[dst]`` is then undefined).
     """
+    if not verify or shard.digests is None:
+        _read_rows(shard, rows, dst, out)
+        return
+    if out.dtype == shard.dtype and out.flags.c_contiguous:
+        _read_rows(shard, rows, dst, out)  # the stored bytes themselves: hash them there
+        _check(shard, rows, row_digests(out, dst))
+        return
+    # converted (float16 read as float32, another byte order): check the stored
+    # bytes, a block at a time
+    block = max(1, _MAX_SPAN_BYTES // max(1, shard.row_nbytes))
+    for a in range(0, len(rows), block):
+        r = rows[a:a + block]
+        buf = np.empty((len(r), shard.n_features), shard.dtype)
+        _read_rows(shard, r, np.arange(len(r)), buf)
+        _check(shard, r, row_digests(buf))
+        out[dst[a:a + block]] = buf
+
+
+def _check(shard, rows, digests):
+    bad = np.flatnonzero(digests != shard.digests[rows])
+    if len(bad):
+        raise ShardChecksumError(shard.path, rows[bad], len(rows))
+
+
+def _read_rows(shard, rows, dst, out):
     if shard.offset is not None:
         fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:

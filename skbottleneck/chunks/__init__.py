@@ -4,11 +4,13 @@
 :class:`~skbottleneck.FeatureStore` (:class:`StoreChunks`), a ``dask.array``
 (:class:`DaskChunks`) or an iterable of chunks (:class:`IterableChunks`) as
 one :class:`ChunkSource`; rows read from disk are shuffled in blocks by
-:func:`iter_chunk_positions`, the one block shuffle of the package.
+:func:`iter_chunk_positions`, the one block shuffle of the package; chunks
+are sized in rows or in bytes by :func:`chunk_rows`.
 """
 
 from ._blocks import BLOCK_BYTES, block_bounds, default_block_rows, iter_chunk_positions
 from ._dask import DaskChunks, default_client
+from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of
 from ._sources import (
     ArrayChunks,
     ChunkSource,
@@ -20,6 +22,8 @@ from ._sources import (
 
 __all__ = [
     "BLOCK_BYTES",
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_CHUNK_ROWS",
     "ArrayChunks",
     "ChunkSource",
     "DaskChunks",
@@ -27,8 +31,11 @@ __all__ = [
     "StoreChunks",
     "as_chunk_source",
     "block_bounds",
+    "chunk_rows",
     "default_block_rows",
     "default_client",
     "is_chunk_source",
     "iter_chunk_positions",
+    "parse_bytes",
+    "row_nbytes_of",
 ]

@@ -27,13 +27,13 @@ needs numpy only (the store imports it); scipy and scikit-learn are
 imported when a source is used.
 """
 
-import numbers
 
 import numpy as np
 
 from ..utils import draw_seed, is_dask_array
 from ._blocks import block_bounds, default_block_rows, iter_chunk_positions
 from ._dask import DaskChunks
+from ._sizing import chunk_rows, row_nbytes_of
 
 __all__ = [
     "ArrayChunks",
@@ -359,7 +359,7 @@ def _split_indices(indices, labels, fraction, random_state):
     return np.sort(train), np.sort(held_out)
 
 
-def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024):
+def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024, multiple_of=1):
     """Wrap ``X`` (array, FeatureStore, dask array or chunk iterable) as a :class:`ChunkSource`.
 
     Parameters
@@ -371,8 +371,13 @@ def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024):
         be None for an iterable of chunks, which carries its labels.
     sample_weight : array-like of shape (n_samples,), default=None
         Only for arrays (an iterable may yield ``(X, y, w)`` triples).
-    chunk_size : int, default=1024
-        Rows per chunk for arrays and stores.
+    chunk_size : int or str, default=1024
+        Rows per chunk for arrays and stores: a number of rows, a size in
+        bytes (``"64MiB"``) or ``"auto"`` (1,024 rows, fewer when wider than
+        64 MiB), sized from the bytes of a row of ``X``; see
+        :func:`~skbottleneck.chunks.chunk_rows`.
+    multiple_of : int, default=1
+        Round rows capped by a byte budget down to a multiple of this.
 
     Returns
     -------
@@ -389,8 +394,9 @@ def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024):
     >>> [yc.tolist() for Xc, yc, wc in chunks.iter_chunks()]
     [[0, 1, 0], [1, 1]]
     """
-    if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
+    iterable = not (is_dask_array(X) or hasattr(X, "iter_chunks")) and is_chunk_source(X)
+    chunk_size = chunk_rows(chunk_size, None if iterable else row_nbytes_of(X),
+                            multiple_of=multiple_of)
     if is_dask_array(X):  # blocks computed one at a time, in shuffled order
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported with a dask array.")

@@ -5,9 +5,13 @@ list of commands, ``skbottleneck COMMAND --help`` for each one. The typical
 session::
 
     skbottleneck extract photos/ --backbone efficientnet_lite0 --out features.h5
-    skbottleneck train features.h5 --head logreg --out model.joblib
-    skbottleneck evaluate model.joblib test_photos/ --report report/
-    skbottleneck predict model.joblib new_photo.jpg more_photos/
+    skbottleneck train features.h5 --head logreg --out model.skops
+    skbottleneck evaluate model.skops test_photos/ --report report/
+    skbottleneck predict model.skops new_photo.jpg more_photos/
+
+A ``.skops`` model file runs no code when it is loaded (one holding a type
+that is not trusted is refused); a ``.joblib`` model file is a pickle, which
+runs whatever code it holds: load only those from a trusted source.
 
 Expected errors (a wrong argument, a missing folder, an unreadable image, a
 store of another backbone) print one line, ``skbottleneck: error: ...``, on

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from ..images import quiet_bomb_warnings
 from ..report import report
 from ._files import (
     check_writable_dir,
@@ -45,8 +46,9 @@ def cmd_evaluate(args):
         raise CLIError(f"{args.data!r} does not exist (expected a feature store or an image folder).")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = report(model, X, y, out_dir,
-                         normalize=None if args.normalize == "none" else args.normalize)
+        with quiet_bomb_warnings():  # the image is reported as unreadable, with the reason
+            metrics = report(model, X, y, out_dir,
+                             normalize=None if args.normalize == "none" else args.normalize)
     for w in caught:
         echo(f"skbottleneck: warning: {w.message}", file=sys.stderr)
     skipped = metrics["skipped_images"]

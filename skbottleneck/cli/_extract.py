@@ -1,5 +1,6 @@
 """``skbottleneck extract``: the CNN features of an image folder or file list, into a store."""
 
+import inspect
 import os
 import sys
 import time
@@ -20,7 +21,12 @@ from ._files import (
     weights_arg,
     write_errors,
 )
-from ._output import EXIT_FAILURE, EXIT_OK, CLIError, echo
+from ._output import EXIT_FAILURE, EXIT_OK, CLIError, echo, with_flags
+
+try:
+    from ..store import StoreLockedError
+except ImportError:  # pragma: no cover - a store without its writer lock
+    StoreLockedError = None
 
 __all__ = ["cmd_extract"]
 
@@ -58,15 +64,25 @@ def cmd_extract(args):
     if not args.quiet:
         echo(f"{len(paths)} images{n_classes}; backbone {args.backbone}, "
              f"weights {args.weights}, writing {out}", file=sys.stderr)
+    extract_kwargs = {"overwrite": args.overwrite}
+    if args.no_wait:
+        if "wait" not in inspect.signature(transformer.extract).parameters:
+            raise CLIError("--no-wait needs CNNFeatureTransformer.extract(..., wait=False), "
+                           "which this version of skbottleneck does not have.")
+        extract_kwargs["wait"] = False
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             # skipped images are reported below, with the errors file
             warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
-            store = transformer.extract(paths, labels, store=out, overwrite=args.overwrite)
+            store = transformer.extract(paths, labels, store=out, **extract_kwargs)
     except FileExistsError as e:
-        message = str(e.strerror or e).replace("overwrite=True", "--overwrite")
-        raise CLIError(message) from e
+        raise CLIError(with_flags(e.strerror or e)) from e
+    except OSError as e:
+        if StoreLockedError is None or not isinstance(e, StoreLockedError):
+            raise
+        raise CLIError(f"{with_flags(e.strerror or e)} (without --no-wait, extract waits "
+                       "for the other writer to finish)", EXIT_FAILURE) from e
     except ImageError as e:
         if args.on_error != "skip":
             raise CLIError(f"{e} (--on-error skip leaves unreadable images out; rerunning keeps "

@@ -8,10 +8,11 @@ at once rather than after extracting or training.
 import csv
 import os
 
-import joblib
 import numpy as np
 
 from .._keras import import_tf
+from .._model_files import UntrustedModelError, check_model_file
+from .._model_files import load_model as _load_model_file
 from ..datasets import list_images, load_image_folder
 from ..store import FeatureStore
 from ._output import CLIError
@@ -79,8 +80,7 @@ def read_file_list(path):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             image, sep, label = line.partition("\t")
-            image = os.path.expanduser(image.strip())
-            paths.append(image if os.path.isabs(image) else os.path.join(base, image))
+            paths.append(_listed_path(image, base))
             labels.append(label.strip() if sep else None)
     if not paths:
         raise CLIError(f"file list {path!r} names no images.")
@@ -89,6 +89,22 @@ def read_file_list(path):
         raise CLIError(f"file list {path!r}: {n_labelled} of {len(labels)} lines have a label "
                        "(PATH<tab>LABEL); give a label on every line or on none.")
     return np.asarray(paths), (np.asarray(labels) if n_labelled else None)
+
+
+def _listed_path(text, base):
+    """The file a line of a file list names: as written, spaces included.
+
+    Blanks around the name are dropped only when the name as written does
+    not exist and the name without them does (a stray space before the tab).
+    """
+    def resolve(name):
+        name = os.path.expanduser(name)
+        return name if os.path.isabs(name) else os.path.join(base, name)
+
+    exact = resolve(text)
+    if text != text.strip() and not os.path.lexists(exact) and os.path.lexists(resolve(text.strip())):
+        return resolve(text.strip())
+    return exact
 
 
 def open_store(path):
@@ -104,17 +120,30 @@ def open_store(path):
 
 
 def load_model(path):
-    """The model saved by ``skbottleneck train`` (anything with ``predict``)."""
+    """The model saved by ``skbottleneck train`` (anything with ``predict``).
+
+    A ``.skops`` file is checked first: one that names a type outside the
+    trusted ones is refused before anything from it is imported or run. A
+    joblib file is a pickle: loading it runs whatever code it holds.
+    """
     if not os.path.exists(path):
         raise CLIError(f"model file {path!r} does not exist.")
     if os.path.isdir(path):
         raise CLIError(f"{path!r} is a folder, not a model file.")
-    import_tf(quiet=True)  # a pickled Keras head imports it while loading
     try:
-        model = joblib.load(path)
+        fmt = check_model_file(path)
+    except UntrustedModelError as e:
+        raise CLIError(str(e)) from e
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    except OSError as e:
+        raise CLIError(f"cannot read the model file {path!r}: {e.strerror or e}") from e
+    import_tf(quiet=True)  # quiets TensorFlow's start-up logs; a Keras head needs it
+    try:
+        model = _load_model_file(path)
     except Exception as e:
         raise CLIError(f"{path!r} is not a model file saved by `skbottleneck train` "
-                       f"(joblib could not load it: {type(e).__name__}: {e})") from e
+                       f"({fmt} could not load it: {type(e).__name__}: {e})") from e
     if not hasattr(model, "predict"):
         raise CLIError(f"{path!r} holds a {type(model).__name__}, not a model with predict().")
     return model

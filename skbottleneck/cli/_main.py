@@ -5,6 +5,7 @@ import os
 import sys
 import warnings
 
+from ..images import quiet_bomb_warnings
 from ._output import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -50,6 +51,16 @@ def main(argv=None):
     previous_showwarning = warnings.showwarning
     warnings.showwarning = show_warning
     try:
+        # Pillow's DecompressionBombWarning, printed on top of the ImageError that
+        # names the file, would say nothing more (the command never raises the limit).
+        with quiet_bomb_warnings():
+            return _run(parser, argv, show_traceback)
+    finally:
+        warnings.showwarning = previous_showwarning
+
+
+def _run(parser, argv, show_traceback):
+    try:
         try:
             args = parser.parse_args(argv)
         except CLIError as e:
@@ -74,5 +85,3 @@ def main(argv=None):
 
             traceback.print_exc()
         return error(describe(e), exit_code(e))
-    finally:
-        warnings.showwarning = previous_showwarning

@@ -6,12 +6,13 @@ an exit status scripts can rely on (:data:`EXIT_CODES`); warnings become
 ``skbottleneck: warning: ...`` lines.
 """
 
+import re
 import sys
 
 from ..images import ImageError
 
 __all__ = ["CLIError", "EXIT_CODES", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-           "describe", "echo", "error", "exit_code", "show_warning"]
+           "describe", "echo", "error", "exit_code", "show_warning", "with_flags"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -39,7 +40,25 @@ EXIT_SUMMARY = {
 
 # exception names whose message says enough without their name
 _KNOWN_ERRORS = ("ValueError", "TypeError", "WeightsUnavailableError", "InvalidParameterError",
-                 "NotFittedError", "OSError", "RuntimeError")
+                 "NotFittedError", "OSError", "RuntimeError", "FileExistsError",
+                 "UnsupportedFormatError", "UntrustedModelError", "StoreLockedError",
+                 "InsufficientDiskSpaceError")
+
+# The library's messages name its keywords; the command line has flags instead.
+_KEYWORDS_TO_FLAGS = (
+    ("Pass overwrite=True", "Rerun with --overwrite"),
+    ("pass overwrite=True", "rerun with --overwrite"),
+    ("overwrite=True", "--overwrite"),
+    ("Pass wait=False", "Rerun with --no-wait"),
+    ("pass wait=False", "rerun with --no-wait"),
+    ("wait=False", "--no-wait"),
+    ('on_error="skip"', "--on-error skip"),
+    ("on_error='skip'", "--on-error skip"),
+    ("call again with the original arguments", "rerun the original command"),
+)
+
+# A line break and the blanks around it; other whitespace (file names!) is kept.
+_LINE_BREAK = re.compile(r"[ \t]*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])+[ \t]*")
 
 
 class CLIError(Exception):
@@ -55,9 +74,28 @@ def echo(*args, file=None, **kwargs):
     print(*args, file=file or sys.stdout, flush=True, **kwargs)
 
 
+def with_flags(message):
+    """``message`` with the library's keywords (``overwrite=True``) as flags (``--overwrite``)."""
+    message = str(message)
+    for keyword, flag in _KEYWORDS_TO_FLAGS:
+        message = message.replace(keyword, flag)
+    return message
+
+
+def one_line(message):
+    """``message`` on one line: each line break (and the blanks around it) becomes one space.
+
+    Other whitespace is kept as it is, so that a file name with two spaces
+    or a leading space reads as the file is named.
+    """
+    return _LINE_BREAK.sub(" ", str(message).strip("\r\n"))
+
+
 def error(message, code):
     """Print ``message`` as one ``skbottleneck: error:`` line on stderr; return ``code``."""
-    message = " ".join(str(message).split()) or "unknown error"
+    message = one_line(message)
+    if not message.strip():
+        message = "unknown error"
     print(f"skbottleneck: error: {message}", file=sys.stderr, flush=True)
     return code
 
@@ -89,11 +127,17 @@ def describe(exc):
         return f"permission denied: {exc.filename or exc}"
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename!r} does not exist"
+    if isinstance(exc, OSError) and exc.strerror and type(exc).__name__ in _KNOWN_ERRORS:
+        # "[Errno 17] <message>: '<file>'" -> the message, and the file if it does not name it
+        text = exc.strerror
+        if exc.filename and str(exc.filename) not in text:
+            text += f": {exc.filename}"
+        return with_flags(text)
     name = type(exc).__name__
     if name == "WeightsUnavailableError":
         return (f"{exc} On the command line: --weights none --random-state 0, --weights FILE, "
                 "or --backbone efficientnet_lite0.")
-    text = str(exc) if name in _KNOWN_ERRORS else f"{name}: {exc}"
+    text = with_flags(exc) if name in _KNOWN_ERRORS else f"{name}: {with_flags(exc)}"
     if name not in _KNOWN_ERRORS:
         text += " (rerun with --traceback for details)"
     return text

@@ -22,6 +22,15 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message}{hint}", EXIT_USAGE)
 
 
+_MODEL_FILES = ("model files: a .skops file (skops format) runs no code when it is loaded: "
+                "it is refused if it holds any type but skbottleneck's models, scikit-learn "
+                "estimators and NumPy arrays. A .joblib file (or any other name) is a pickle: "
+                "loading it runs whatever code it holds, so load only model files from a "
+                "source you trust.")
+_MODEL_HELP = ("model file written by `skbottleneck train`: .skops (runs no code) or .joblib "
+               "(a pickle: runs code when loaded; only from a trusted source)")
+
+
 def _input_size(text):
     try:
         parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
@@ -41,6 +50,24 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return value
+
+
+def _chunk_size(text):
+    """An int (rows), "auto", or a byte budget such as "64MiB"."""
+    from ..chunks import parse_bytes
+
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of rows, a size such as 64MiB, or auto; got {text!r}") from e
+    return text
 
 
 def _fraction(text):
@@ -127,6 +154,10 @@ def build_parser():
                    help="where --on-error skip lists the skipped images (default: STORE.errors.csv)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing store written from other images or another model")
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail at once (exit status 1) if another process is writing the same "
+                        "store; by default extract waits for it to finish, then resumes or "
+                        "returns at once")
     p.add_argument("--decode-threads", type=_positive_int, metavar="N")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="also print per-stage timings")
@@ -136,7 +167,8 @@ def build_parser():
                        description="Train a classifier head on the features of a store, reading "
                                    "it in chunks (it may be larger than memory), print the "
                                    "accuracy on held-out rows, and save a scikit-learn Pipeline "
-                                   "[CNN features, head] that predicts from image files.")
+                                   "[CNN features, head] that predicts from image files.",
+                       epilog=_MODEL_FILES)
     p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
     p.add_argument("--head", choices=HEADS, default="logreg",
                    help="logreg: logistic regression (SGD, log loss); sgd: linear SVM (SGD, hinge "
@@ -149,14 +181,17 @@ def build_parser():
     p.add_argument("--val-fraction", type=_fraction, default=0.2,
                    help="fraction of the rows held out to measure accuracy (stratified; default 0.2; "
                         "0 trains on all rows)")
-    p.add_argument("--chunk-size", type=_positive_int, default=4096, help="rows read at a time")
+    p.add_argument("--chunk-size", type=_chunk_size, default="auto",
+                   help="rows read at a time (an int), or a memory budget such as 64MiB; "
+                        "auto: 1,024 rows, fewer when that would pass 64 MiB (default)")
     p.add_argument("--random-state", type=int, default=0,
                    help="seed of the split, the shuffling and the head")
     p.add_argument("--weights", metavar="PATH",
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
     p.add_argument("--out", "-o", required=True, metavar="MODEL",
-                   help="model file to write, e.g. model.joblib")
+                   help="model file to write: model.skops (recommended: loading it runs no "
+                        "code) or model.joblib (a pickle: loading it runs code)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     # evaluate
@@ -164,8 +199,9 @@ def build_parser():
                        description="Evaluate a saved model on a feature store (fast: no CNN) or on "
                                    "a class-per-subfolder image folder, and write a report folder: "
                                    "classification_report.txt, metrics.json, predictions.csv, "
-                                   "confusion_matrix.png (and learning_curve.png for Keras heads).")
-    p.add_argument("model", metavar="MODEL")
+                                   "confusion_matrix.png (and learning_curve.png for Keras heads).",
+                       epilog=_MODEL_FILES)
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("data", metavar="STORE|IMAGE_DIR")
     p.add_argument("--report", "-r", default="report", metavar="DIR", help="report folder (default: report)")
     p.add_argument("--normalize", choices=("true", "pred", "all", "none"), default="true",
@@ -179,8 +215,9 @@ def build_parser():
     p = sub.add_parser("predict", help="predict the class of images",
                        description="Predict the class of image files (folders are searched "
                                    "recursively for images). Unreadable images get an empty "
-                                   "prediction and an error message; the exit status is then 1.")
-    p.add_argument("model", metavar="MODEL")
+                                   "prediction and an error message; the exit status is then 1.",
+                       epilog=_MODEL_FILES)
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE|IMAGE_DIR")
     p.add_argument("--proba", action="store_true", help="also print the probability of every class")
     p.add_argument("--format", choices=("csv", "json"), default="csv")

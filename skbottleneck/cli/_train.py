@@ -1,17 +1,17 @@
 """``skbottleneck train``: a classifier head on a feature store, saved as an image Pipeline."""
 
 import inspect
-import os
 import sys
 import time
 
-import joblib
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from .._keras import import_tf
+from .._model_files import save_model
 from ..extraction import transformer_from_store
+from ..chunks import chunk_rows
 from ..heads import build_head
 from ..store import StoreSubset
 from ._files import check_writable_file, open_store, weights_arg
@@ -58,16 +58,19 @@ def cmd_train(args):
     val_accuracy = None
     if len(val_rows):
         correct = 0
-        for X_chunk, y_chunk in StoreSubset(store, val_rows).iter_chunks(args.chunk_size, shuffle=False):
+        rows = chunk_rows(args.chunk_size, store.n_features * store.dtype.itemsize)
+        for X_chunk, y_chunk in StoreSubset(store, val_rows).iter_chunks(rows, shuffle=False):
             correct += int(np.sum(np.asarray(head.predict(X_chunk)) == y_chunk))
         val_accuracy = correct / len(val_rows)
     model = Pipeline([("features", transformer), ("head", head)])
-    tmp = out + ".tmp"
-    joblib.dump(model, tmp)
-    os.replace(tmp, out)
+    fmt = save_model(model, out)
     if val_accuracy is not None:
         echo(f"validation accuracy: {val_accuracy:.4f} ({len(val_rows)} held-out rows)")
-    echo(f"trained in {fit_s:.1f} s; saved the model (CNN features + {args.head} head) to {out}")
+    kind = ("skops format: loading it runs no code" if fmt == "skops" else
+            "a joblib pickle: loading it runs code, so load it only from a trusted source; "
+            "name it .skops for a file that runs none")
+    echo(f"trained in {fit_s:.1f} s; saved the model (CNN features + {args.head} head) to {out} "
+         f"({kind})")
     return EXIT_OK
 
 

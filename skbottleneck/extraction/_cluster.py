@@ -192,8 +192,8 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
         Of a fitted transformer whose cache is on a file system shared by
         the workers and the client, with reproducible features.
     plan : ExtractionPlan
-        From ``engine.plan(paths)`` with absolute paths that every worker
-        can read under the same name.
+        From ``engine.plan(paths, hash_all=True)`` (every key known), with
+        absolute paths that every worker can read under the same name.
     client : dask.distributed.Client
     partition_size : int, default=None
         Images per task; None: :func:`default_partition_size`.
@@ -337,6 +337,6 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     engine = ExtractionEngine(transformer)
     if engine.cache is None:
         raise ValueError(cluster_error(transformer))
-    plan = engine.plan([os.path.abspath(os.fspath(p)) for p in paths])
+    plan = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], hash_all=True)
     return run_cnn_on_cluster(engine, plan, client=client, partition_size=partition_size,
                               retries=retries)

@@ -23,13 +23,14 @@ the Dask workers and the command line all go through this public interface.
 """
 
 import os
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ..cache import FeatureCache, file_keys, get_cache_dir
+from ..cache import FeatureCache, file_keys, get_cache_dir, known_file_key
 from ..images import ImageError
 from ..store import check_disk_space
 from ._fingerprint import model_name, store_metadata
@@ -40,6 +41,9 @@ __all__ = ["ArraySink", "ExtractionEngine", "ExtractionPlan", "ExtractionResult"
 
 #: Cached rows copied to the sink per read.
 CACHE_READ_ROWS = 4096
+#: Passes over the work before giving up on a cache that does not serve
+#: what was just written to it.
+MAX_PASSES = 4
 
 
 @dataclass
@@ -117,16 +121,6 @@ class ArraySink:
         self.ok[rows] = True
 
 
-class _CacheSink:
-    """Writes the features of groups into the cache under their content keys."""
-
-    def __init__(self, cache, keys):
-        self.cache, self.keys = cache, keys
-
-    def __call__(self, rows, features):
-        self.cache.write([self.keys[r] for r in rows], features)
-
-
 def open_cache(transformer):
     """The :class:`~skbottleneck.FeatureCache` of a fitted transformer, or None.
 
@@ -196,8 +190,15 @@ class ExtractionEngine:
             raise ImageError(os.fspath(path), reason)
         failed.append((row, reason))
 
-    def plan(self, paths, rows=None):
-        """Hash ``paths[rows]``, look them up in the cache, group the rest by content.
+    def plan(self, paths, rows=None, *, hash_all=False):
+        """Look ``paths[rows]`` up in the cache; group the rest by content.
+
+        Only regular files are planned (a FIFO or a device fails here, before
+        anything opens it). A file this process hashed before and that is
+        unchanged since (same ``os.stat``) is looked up by its key at once;
+        the others are hashed as they are read for decoding (each file is
+        read once), unless ``hash_all`` (the Dask client, which must know
+        every key before it sends work out).
 
         Raises :class:`~skbottleneck.ImageError` for a file that cannot be
         read when ``on_error="raise"``.
@@ -211,22 +212,35 @@ class ExtractionEngine:
             plan.groups = [np.asarray([r]) for r in rows]
             return plan
         t = time.perf_counter()
-        key_list = file_keys([paths[r] for r in rows])
-        plan.hash_s = time.perf_counter() - t
-        keys, good = {}, []
-        for r, k in zip(rows, key_list):
-            if isinstance(k, BaseException):
-                self._fail(plan.failed, r, paths[r], _reason(k))
+        keys, unknown = {}, []
+        for r in rows:
+            try:
+                st = os.stat(paths[r])
+            except (OSError, ValueError, TypeError) as e:
+                self._fail(plan.failed, r, paths[r], _reason(e))
+                continue
+            reason = _not_a_regular_file(st)
+            if reason is not None:
+                self._fail(plan.failed, r, paths[r], reason)
+                continue
+            key = known_file_key(st)
+            if key is None:
+                unknown.append(r)
             else:
-                keys[r] = k
-                good.append(r)
-        good = np.asarray(good, dtype=np.intp)
-        found = self.cache.lookup([keys[r] for r in good]) if len(good) else np.zeros(0, bool)
-        plan.keys, plan.cached = keys, good[found]
-        groups = OrderedDict()
-        for r in good[~found]:
-            groups.setdefault(keys[r], []).append(r)
-        plan.groups = [np.asarray(g) for g in groups.values()]
+                keys[r] = key
+        if hash_all and unknown:
+            for r, k in zip(unknown, file_keys([paths[r] for r in unknown])):
+                if isinstance(k, BaseException):
+                    self._fail(plan.failed, r, paths[r], _reason(k))
+                else:
+                    keys[r] = k
+            unknown = []
+        plan.hash_s = time.perf_counter() - t
+        known = np.asarray([r for r in rows if r in keys], dtype=np.intp)
+        found = self.cache.lookup([keys[r] for r in known]) if len(known) else np.zeros(0, bool)
+        plan.keys, plan.cached = keys, known[found]
+        groups = _group_by_key(known[~found], keys) + [np.asarray([r]) for r in unknown]
+        plan.groups = sorted(groups, key=lambda g: g[0])
         return plan
 
     # ------------------------------------------------------------------ run
@@ -250,12 +264,28 @@ class ExtractionEngine:
         stats = RunStats(len(plan.rows))
         stats.add_time("hash", plan.hash_s)
         failed = list(plan.failed)
+        keys = plan.keys or {}
         writer = Writer(stats, background=self.cache is not None or background)
         try:
-            self._copy_cached(plan, sink, writer, stats)
-            if plan.groups:
-                self._check_cache_space(len(plan.groups))
-                self._compute(plan, sink, writer, stats, failed)
+            cached = _group_by_key(plan.cached, keys)
+            work = self._copy_from_cache(cached, [keys[g[0]] for g in cached], sink, writer, stats)
+            work += [(g, keys.get(g[0])) for g in plan.groups]
+            if work:
+                self._check_cache_space(len(work))
+                stats.start_progress(len(work), f"{self.name} features", self.verbose)
+            for _ in range(MAX_PASSES):
+                if not work:
+                    break
+                later, again = self._compute(sorted(work, key=lambda w: w[0][0]), plan.paths,
+                                             sink, writer, stats, failed)
+                writer.flush()  # what was computed is in the cache before it is read back
+                work = again + self._copy_from_cache([g for g, _ in later], [k for _, k in later],
+                                                     sink, writer, stats)
+            else:
+                if work:
+                    raise RuntimeError(
+                        f"The feature cache {self.cache.path} did not serve the features just "
+                        f"written for {sum(len(g) for g, _ in work)} images.")
             writer.flush()
             if self.cache is not None and stats.counts["n_extracted"]:
                 with stats.timed("write"):
@@ -270,15 +300,26 @@ class ExtractionEngine:
         return ExtractionResult(failed=[(os.fspath(plan.paths[r]), why) for r, why in failed],
                                 stats=stats.as_dict())
 
-    def _copy_cached(self, plan, sink, writer, stats):
-        stats.count("n_cached", len(plan.cached))
-        if sink is None:
-            return
-        keys = plan.keys
-        for start in range(0, len(plan.cached), CACHE_READ_ROWS):
-            block = plan.cached[start:start + CACHE_READ_ROWS]
-            features = self.cache.read([keys[r] for r in block])
-            writer.submit(sink, block, features.astype(self.dtype, copy=False))
+    def _copy_from_cache(self, groups, keys, sink, writer, stats):
+        """Copy the cached features of ``groups`` (rows sharing ``keys``) to the sink.
+
+        Returns the groups the cache could not serve after all (a shard
+        found damaged and quarantined meanwhile): they are computed again.
+        """
+        missing = []
+        for start in range(0, len(groups), CACHE_READ_ROWS):
+            part, part_keys = groups[start:start + CACHE_READ_ROWS], keys[start:start + CACHE_READ_ROWS]
+            features, found = self.cache.read_available(part_keys)
+            missing.extend((g, k) for g, k, hit in zip(part, part_keys, found) if not hit)
+            served = [i for i, hit in enumerate(found) if hit]
+            stats.count("n_cached", sum(len(part[i]) for i in served))
+            if sink is not None and served:
+                rows = np.concatenate([part[i] for i in served])
+                block = features[served].astype(self.dtype, copy=False)
+                if len(rows) > len(served):
+                    block = np.repeat(block, [len(part[i]) for i in served], axis=0)
+                writer.submit(sink, rows, block)
+        return missing
 
     def _check_cache_space(self, n_images):
         if self.cache is None:
@@ -288,44 +329,86 @@ class ExtractionEngine:
                          what=f"features of {n_images} images x {self.n_features} x {itemsize} bytes",
                          verbose=self.verbose)
 
-    def _compute(self, plan, sink, writer, stats, failed):
-        """Decode -> CNN -> sink and cache, batch by batch."""
-        groups, paths, size = plan.groups, plan.paths, self.batch_size
-        batches = [groups[s:s + size] for s in range(0, len(groups), size)]
-        cache_sink = None if self.cache is None else _CacheSink(self.cache, plan.keys)
-        stats.start_progress(len(groups), f"{self.name} features", self.verbose)
-        decoder = DecodePool(self.decode_threads, self.input_size, stats)
+    def _compute(self, work, paths, sink, writer, stats, failed):
+        """Read + decode -> CNN -> sink and cache, batch by batch.
+
+        ``work`` is a list of ``(rows, key)``: rows of one content, the key
+        when known (None: hashed as it is read). Returns the work left:
+        ``later`` (features found in the cache while reading, or computed
+        for a copy earlier in the run: copied from the cache afterwards) and
+        ``again`` (copies of a file that changed since it was hashed).
+        """
+        size = self.batch_size
+        batches = [work[s:s + size] for s in range(0, len(work), size)]
+        decoder = DecodePool(self.decode_threads, self.input_size, stats, cache=self.cache)
         runner = None  # built at the first readable image: never when all fail
-        decoded = decoder.map_batches([[paths[g[0]] for g in batch] for batch in batches])
+        later, again, seen = [], [], set()
+        loaded = decoder.map_batches([[(paths[g[0]], k) for g, k in batch] for batch in batches])
         try:
-            for batch, images in zip(batches, decoded):
-                ok = [(g, img) for g, img in zip(batch, images) if not isinstance(img, ImageError)]
-                for g, img in zip(batch, images):
-                    if isinstance(img, ImageError):
+            for batch, results in zip(batches, loaded):
+                ok = []
+                for (g, k), res in zip(batch, results):
+                    if res.error is not None:
                         for r in g:
-                            self._fail(failed, r, paths[r], img.reason)
+                            self._fail(failed, r, paths[r], res.error.reason)
+                        continue
+                    if k is not None and res.key != k and len(g) > 1:
+                        again.append((g[1:], k))  # rewritten since hashed: its copies were not
+                        g = g[:1]
+                    if res.image is None or res.key in seen:
+                        later.append((g, res.key))
+                        continue
+                    if res.key is not None:
+                        seen.add(res.key)
+                    ok.append((g, res.key, res.image))
                 if ok:
                     if runner is None:
                         runner = self.runner
                         stats.extra["bn_folded"] = runner.n_folded
+                    # the previous batch is on disk before this one goes through
+                    # the CNN: a kill loses at most the batch in flight
+                    writer.flush()
                     with stats.timed("cnn"):
-                        features = runner(np.stack([img for _, img in ok]))
+                        features = runner(np.stack([img for _, _, img in ok]))
                     stats.count("n_extracted", len(ok))
-                    self._deliver([g for g, _ in ok], features, sink, cache_sink, writer)
+                    self._deliver(ok, features, sink, writer)
                 stats.advance(len(batch))
         finally:
-            decoded.close()  # cancels the decoding ahead, joins the threads
-            stats.stop_progress()
+            loaded.close()  # cancels the reading ahead, joins the threads
+        return later, again
 
-    @staticmethod
-    def _deliver(ok_groups, features, sink, cache_sink, writer):
-        if cache_sink is not None:
-            writer.submit(cache_sink, [g[0] for g in ok_groups], features)
+    def _deliver(self, ok, features, sink, writer):
+        if self.cache is not None:
+            writer.submit(self.cache.write, [key for _, key, _ in ok], features)
         if sink is not None:
-            rows = np.concatenate(ok_groups)
-            if len(rows) > len(features):  # duplicates of one content share its row
-                features = np.repeat(features, [len(g) for g in ok_groups], axis=0)
+            groups = [g for g, _, _ in ok]
+            rows = np.concatenate(groups)
+            if len(rows) > len(features):  # copies of one content share its row
+                features = np.repeat(features, [len(g) for g in groups], axis=0)
             writer.submit(sink, rows, features)
+
+
+def _group_by_key(rows, keys):
+    """Rows grouped by content key, in order of first appearance."""
+    groups = OrderedDict()
+    for r in rows:
+        groups.setdefault(keys[r], []).append(r)
+    return [np.asarray(g) for g in groups.values()]
+
+
+def _not_a_regular_file(st):
+    """Why a file with ``os.stat`` result ``st`` is no image file (None when it is
+    a regular file): a FIFO or a device would block, or never end, when read."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image file"
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+            "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"not a regular file: {kind}"
 
 
 def _reason(exc):
@@ -333,7 +416,7 @@ def _reason(exc):
     if isinstance(exc, ImageError):
         return exc.reason
     if isinstance(exc, FileNotFoundError):
-        return "file not found"
+        return "no such file"
     if isinstance(exc, IsADirectoryError):
         return "is a directory, not an image file"
     if isinstance(exc, PermissionError):

@@ -74,9 +74,11 @@ class CNNRunner:
         from .._keras import import_keras, import_tf
         from ._fold import fold_batch_norm
 
-        keras = import_keras()
-        tf = import_tf()
         est = transformer
+        # TensorFlow's C++ start-up lines (oneDNN, CUDA probing) are dropped
+        # unless verbose=2 asks for everything
+        tf = import_tf(quiet=est.verbose < 2)
+        keras = import_keras()
         height, width = est.input_size_
         if est.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")

@@ -1,8 +1,9 @@
 """The stages an extraction plan runs through, besides the CNN itself.
 
-- :class:`DecodePool`: decodes and resizes images in a small thread pool,
-  a few batches ahead of the CNN (Pillow releases the GIL), at a low
-  thread priority so that decoding fills the CNN's gaps;
+- :class:`DecodePool`: reads each image file once, hashes its bytes (the
+  cache key) and decodes and resizes those same bytes, in a small thread
+  pool, a few batches ahead of the CNN (Pillow and hashing release the
+  GIL), at a low thread priority so that decoding fills the CNN's gaps;
 - :class:`Writer`: hands the sinks' writes (the array, the store, the
   cache) to one background thread, a bounded number in flight;
 - :class:`RunStats`: the one place where time is counted and progress shown.
@@ -13,10 +14,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from ..images import ImageError, load_image
+from ..cache import content_key, remember_file_key
+from ..images import ImageError, load_image, read_image_file
 
-__all__ = ["DecodePool", "RunStats", "Writer", "default_decode_threads"]
+__all__ = ["DecodePool", "Loaded", "RunStats", "Writer", "default_decode_threads"]
 
 #: Batches decoded ahead of the CNN.
 PREFETCH_BATCHES = 2
@@ -91,42 +94,83 @@ class RunStats:
                 "CNN {cnn_s:.2f}s, write {write_s:.2f}s, wall {wall_s:.2f}s").format(**self.as_dict())
 
 
+@dataclass
+class Loaded:
+    """What the decode pool made of one work item.
+
+    ``key`` is the content key of the bytes that were read (None without a
+    cache); ``image`` the decoded array, or None when the cache already
+    holds features for ``key`` (nothing was decoded); ``error`` the
+    :class:`~skbottleneck.ImageError` when the file could not be read.
+    """
+
+    key: bytes = None
+    image: object = None
+    error: object = None
+
+
 class DecodePool:
-    """Decode + resize images in a thread pool, ``PREFETCH_BATCHES`` batches ahead.
+    """Read, hash and decode images in a thread pool, ``PREFETCH_BATCHES`` ahead.
+
+    Each file is opened once: its bytes are read (after ``fstat`` says it is
+    a regular file), hashed into the content key when a cache is in use,
+    and decoded from those same bytes, so that the features written under a
+    key are always the features of the bytes with that key, even when the
+    file is rewritten meanwhile. A file whose key the cache turns out to
+    hold is not decoded.
 
     Parameters
     ----------
     n_threads : int
-        Decoding threads.
+        Threads.
     size : (int, int)
         ``(height, width)`` of the decoded images.
     stats : RunStats
-        Receives the decoding time (summed over the threads).
+        Receives the hashing and decoding times (summed over the threads).
+    cache : FeatureCache or None
+        When given, keys are computed and looked up.
     """
 
-    def __init__(self, n_threads, size, stats):
+    def __init__(self, n_threads, size, stats, cache=None):
         self.n_threads = n_threads
         self.size = size
         self.stats = stats
+        self.cache = cache
 
-    def _decode(self, path):
+    def load(self, path, known_key=None):
+        """Read ``path`` once; hash it; decode it unless the cache holds its key."""
         t = time.perf_counter()
         try:
-            return load_image(path, self.size)
+            data, st = read_image_file(path)
         except ImageError as e:
-            return e
+            return Loaded(error=e)
+        finally:
+            self.stats.add_time("decode", time.perf_counter() - t)
+        key = None
+        if self.cache is not None:
+            t = time.perf_counter()
+            key = content_key(data)
+            remember_file_key(st, key)
+            self.stats.add_time("hash", time.perf_counter() - t)
+            if key != known_key and self.cache.lookup([key])[0]:
+                return Loaded(key=key)
+        t = time.perf_counter()
+        try:
+            return Loaded(key=key, image=load_image(path, self.size, data=data))
+        except ImageError as e:
+            return Loaded(key=key, error=e)
         finally:
             self.stats.add_time("decode", time.perf_counter() - t)
 
     def map_batches(self, batches):
-        """Yield, for each list of paths in ``batches``, the list of decoded
-        images (uint8 arrays) or :class:`ImageError` in the same order."""
+        """Yield, for each list of ``(path, known_key)`` in ``batches``, the
+        list of :class:`Loaded` in the same order."""
         batches = list(batches)
         with ThreadPoolExecutor(max_workers=self.n_threads, initializer=_yield_to_the_cnn) as pool:
             submitted = [None] * len(batches)
 
             def submit(i):
-                submitted[i] = [pool.submit(self._decode, p) for p in batches[i]]
+                submitted[i] = [pool.submit(self.load, p, k) for p, k in batches[i]]
 
             for i in range(min(PREFETCH_BATCHES + 1, len(batches))):
                 submit(i)

@@ -19,8 +19,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..images import ImageError
-from ..store import FeatureStore, StoreWriter, check_disk_space
+from ..images import ImageError, quiet_bomb_warnings
+from ..store import FeatureStore, StoreWriter
 from ..utils import check_paths, is_store
 from ._cluster import active_client, cluster_error, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
@@ -242,7 +242,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             return X
         return self._extract_in_memory(check_paths(X), None, client=None).features
 
-    def extract(self, X, y=None, *, store=None, overwrite=False, client=None):
+    def extract(self, X, y=None, *, store=None, overwrite=False, wait=True, client=None):
         """Compute the features of a dataset, into memory or straight to a store on disk.
 
         With ``store``, features go to disk batch by batch: memory stays
@@ -261,6 +261,11 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             return the features in memory.
         overwrite : bool, default=False
             Replace an existing store written with other images or another model.
+        wait : bool or float, default=True
+            When another process is writing the same store: wait for it
+            (saying which process), then find the store it finished. False:
+            raise :class:`~skbottleneck.store.StoreLockedError` at once; a
+            number: wait at most that many seconds.
         client : dask.distributed.Client, optional
             Run the CNN on this Dask cluster (see :mod:`skbottleneck.distributed`);
             also used when called inside ``joblib.parallel_backend("dask")``.
@@ -299,7 +304,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                 )
         if store is None:
             return self._extract_in_memory(paths, y, client=client)
-        return self._extract_to_store(paths, y, store, overwrite=overwrite, client=client)
+        return self._extract_to_store(paths, y, store, overwrite=overwrite, wait=wait,
+                                      client=client)
 
     # ------------------------------------------------------------- the runs
     def _run(self, paths, rows, sink, *, background=False, client=None):
@@ -310,9 +316,12 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         if client is not None:
             if engine.cache is None:
                 raise ValueError(cluster_error(self))
-            shared = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], rows)
+            shared = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], rows,
+                                 hash_all=True)
             cluster_stats = run_cnn_on_cluster(engine, shared, client=client)
-        result = engine.run(engine.plan(paths, rows), sink, background=background)
+        # Pillow warns about a decompression bomb before our ImageError says it
+        with quiet_bomb_warnings():
+            result = engine.run(engine.plan(paths, rows), sink, background=background)
         if cluster_stats is not None:
             result.stats["cluster"] = cluster_stats
         return result
@@ -331,7 +340,9 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         _LAST_RESULT[self] = result
         return result
 
-    def _extract_to_store(self, paths, y, store, *, overwrite, client):
+    def _extract_to_store(self, paths, y, store, *, overwrite, wait, client):
+        # the writer takes the store's lock, then checks that the missing
+        # rows fit on the disk before it creates anything
         writer = StoreWriter(
             store,
             paths=[os.fspath(p) for p in paths],
@@ -340,31 +351,31 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             dtype=self.dtype,
             metadata=store_metadata(self.fingerprint_),
             overwrite=overwrite,
+            wait=wait,
+            check_space=True,
+            verbose=self.verbose,
         )
-        rows = np.asarray(writer.missing_rows(), dtype=np.intp)
-        if len(rows):
-            itemsize = np.dtype(self.dtype).itemsize
-            check_disk_space(os.path.dirname(os.path.abspath(os.fspath(store))),
-                             len(rows) * self.n_features_out_ * itemsize,
-                             what=f"features of {len(rows)} images x {self.n_features_out_} x "
-                                  f"{itemsize} bytes", verbose=self.verbose)
-        result = self._run(paths, rows, writer.write_rows, background=True, client=client)
-        failed = result.failed
-        if writer.finished:  # a store of the readable images lists the others
-            with FeatureStore(writer.path) as done:
-                failed = [tuple(f) for f in json.loads(done.metadata.get("skipped_images", "[]"))]
-        bad = {path for path, _ in failed}
-        keep = np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad else np.arange(len(paths))
-        if writer.finished or not failed:
-            out = writer.finalize()
-        elif len(keep) == 0:
-            error = ImageError(failed[0][0], f"{failed[0][1]} (none of the {len(paths)} images "
-                                             "could be read)")
-            error.failed = failed  # every image, with its reason
-            raise error
-        else:  # on_error="skip": the store holds the readable images, in order
-            out = writer.finalize_subset(keep, metadata={"skipped_images": json.dumps(failed)})
-            _warn_skipped(failed, len(paths), where=f" of {out.path}")
+        with writer:  # closed, and its lock released, whatever happens
+            rows = np.asarray(writer.missing_rows(), dtype=np.intp)
+            result = self._run(paths, rows, writer.write_rows, background=True, client=client)
+            failed = result.failed
+            if writer.finished:  # a store of the readable images lists the others
+                with FeatureStore(writer.path) as done:
+                    failed = done.skipped_images
+            bad = {path for path, _ in failed}
+            keep = (np.flatnonzero([os.fspath(p) not in bad for p in paths]) if bad
+                    else np.arange(len(paths)))
+            if writer.finished or not failed:
+                out = writer.finalize()
+            elif len(keep) == 0:
+                error = ImageError(failed[0][0], f"{failed[0][1]} (none of the {len(paths)} "
+                                                 "images could be read)")
+                error.failed = failed  # every image, with its reason
+                raise error
+            else:  # on_error="skip": the store holds the readable images, in order
+                out = writer.finalize_subset(keep,
+                                             metadata={"skipped_images": json.dumps(failed)})
+                _warn_skipped(failed, len(paths), where=f" of {out.path}")
         result.features, result.kept, result.failed = out, keep, failed
         out.extraction = _LAST_RESULT[self] = result
         return out

@@ -12,6 +12,7 @@ the best epoch's state is kept and put back.
 
 import numbers
 import sys
+import time
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
@@ -25,7 +26,7 @@ __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_
 #: The parameter constraints every head has, with the same meaning.
 SHARED_CONSTRAINTS = {
     "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-    "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "chunk_size": [Interval(numbers.Integral, 1, None, closed="left"), str],
     "shuffle": ["boolean"],
     "early_stopping": ["boolean"],
     "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -36,6 +37,8 @@ SHARED_CONSTRAINTS = {
 }
 
 NO_ROWS = "The training data yielded no rows."
+#: With ``verbose``, an epoch that runs longer than this shows a progress bar.
+PROGRESS_DELAY_S = 2.0
 
 
 def validate_chunk(estimator, X, y=None, *, reset, require_y=True, **check_params):
@@ -116,8 +119,7 @@ class ChunkedHeadMixin:
         if not is_chunk_source(X):
             return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
         check_is_fitted(self)
-        return self._score_source(as_chunk_source(X, y, sample_weight=sample_weight,
-                                                  chunk_size=self.chunk_size))
+        return self._score_source(self._wrap(X, y, sample_weight))
 
     def _score_source(self, source):
         """Accuracy over a chunk source, chunk by chunk (weighted when it has weights)."""
@@ -128,10 +130,19 @@ class ChunkedHeadMixin:
             total += np.sum(weights)
         return float(correct / total) if total else 0.0
 
+    def _chunk_multiple(self):
+        """Rows capped by a byte budget are rounded down to a multiple of this."""
+        return 1
+
+    def _wrap(self, X, y=None, sample_weight=None):
+        """``X`` as a chunk source of ``chunk_size`` (rows, or bytes of rows of ``X``)."""
+        return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size,
+                               multiple_of=self._chunk_multiple())
+
     def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
         """Validate an array up front, or wrap a chunk source (checked per chunk)."""
         if is_chunk_source(X):
-            return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+            return self._wrap(X, y, sample_weight)
         params = self._check_params()
         if require_y:
             X, y = validate_data(self, X, y, reset=reset, **params)
@@ -140,11 +151,11 @@ class ChunkedHeadMixin:
                 sample_weight = _check_sample_weight(sample_weight, X)
         else:
             X = validate_data(self, X, reset=reset, **params)
-        return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size)
+        return self._wrap(X, y, sample_weight)
 
     def _chunks(self, source, *, shuffle=False, random_state=None, first_reset=False,
-                require_y=True):
-        """Yield validated, non-empty ``(X, y, w)`` chunks."""
+                require_y=True, progress=None):
+        """Yield validated, non-empty ``(X, y, w)`` chunks (counted on ``progress``, a tqdm bar)."""
         reset = first_reset
         params = None if source.validated else self._check_params()
         for X, y, w in source.iter_chunks(shuffle=shuffle, random_state=random_state):
@@ -153,6 +164,8 @@ class ChunkedHeadMixin:
                 reset = False
             if X.shape[0]:
                 yield X, y, w
+                if progress is not None:
+                    progress.update(X.shape[0])
 
     # -------------------------------------------------------------------- fit
     def _fit_source(self, X, y, sample_weight, classes, extra_passes=()):
@@ -207,10 +220,18 @@ class ChunkedHeadMixin:
         """
         best, best_state, no_improvement = -np.inf, None, 0
         for epoch in range(self.epochs):
-            n_rows, note = self._fit_epoch(train, rng, first_reset)
+            progress = self._progress_bar(train, epoch)
+            start = time.perf_counter()
+            try:
+                n_rows, note = self._fit_epoch(train, rng, first_reset, progress=progress)
+            finally:
+                if progress is not None:
+                    progress.close()
+            seconds = time.perf_counter() - start
             first_reset = False
             self.n_iter_ += 1
-            message = f"epoch {epoch + 1}/{self.epochs}: {n_rows} rows{note}"
+            message = (f"epoch {epoch + 1}/{self.epochs}: {n_rows} rows in {seconds:.1f} s "
+                       f"({n_rows / max(seconds, 1e-9):.0f} rows/s){note}")
             if held_out is not None:
                 score, note = self._validation_score(held_out)
                 message += note
@@ -226,8 +247,26 @@ class ChunkedHeadMixin:
             self._restore(best_state)
         return None if best_state is None else best
 
-    def _fit_epoch(self, source, rng, first_reset):
-        """Train one pass over ``source``: ``(n_rows, note for the epoch's line)``."""
+    def _progress_bar(self, source, epoch):
+        """A tqdm bar of the rows of one epoch (rows/s) when ``verbose``, else None.
+
+        It shows up once an epoch has run for :data:`PROGRESS_DELAY_S` seconds
+        (a long fit), and is erased when the epoch ends, replaced by the
+        epoch's line.
+        """
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=source.n_samples, unit="rows", unit_scale=True, smoothing=0.1,
+                    desc=f"{type(self).__name__} epoch {epoch + 1}/{self.epochs}",
+                    dynamic_ncols=True, leave=False, delay=PROGRESS_DELAY_S)
+
+    def _fit_epoch(self, source, rng, first_reset, progress=None):
+        """Train one pass over ``source``: ``(n_rows, note for the epoch's line)``.
+
+        ``progress`` (a tqdm bar or None) is passed to :meth:`_chunks`.
+        """
         raise NotImplementedError
 
     def _validation_score(self, source):

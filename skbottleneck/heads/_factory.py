@@ -11,7 +11,7 @@ from . import HEADS
 __all__ = ["HEADS", "build_head"]
 
 
-def build_head(name, params=(), *, epochs=None, chunk_size=4096, random_state=0):
+def build_head(name, params=(), *, epochs=None, chunk_size="auto", random_state=0):
     """The classifier head ``name`` with ``params`` set (see ``skbottleneck train --help``).
 
     Parameters
@@ -26,8 +26,9 @@ def build_head(name, params=(), *, epochs=None, chunk_size=4096, random_state=0)
         sets ``estimator__alpha``); checked now, not at ``fit``.
     epochs : int, default=None
         Passes over the training data; None keeps the head's default.
-    chunk_size : int, default=4096
-        Rows per chunk.
+    chunk_size : int or str, default="auto"
+        Rows per chunk, or a size in bytes (``"64MiB"``), or ``"auto"``
+        (1,024 rows, fewer when wider than 64 MiB); see the heads.
     random_state : int, default=0
         Seed of the head and of the estimator it wraps.
 

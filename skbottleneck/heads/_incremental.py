@@ -33,6 +33,24 @@ from ._base import NO_ROWS, SHARED_CONSTRAINTS, ChunkedHeadMixin, check_classes
 __all__ = ["IncrementalClassifier"]
 
 
+def _scaler_partial_fit(scaler, X):
+    """``scaler.partial_fit(X)`` in row slices whose float64 copies are no bigger than ``X``.
+
+    ``partial_fit`` computes the variance over float64 copies of its whole
+    input (a float32 chunk would take twice its size, several times over);
+    fed in slices of ``X.nbytes`` float64 bytes, the scaler pass costs about
+    one chunk more, whatever the dtype. A float64 chunk is passed whole,
+    exactly as before; the mean and variance merged over slices are the
+    same up to rounding.
+    """
+    if sparse.issparse(X) or X.dtype.itemsize >= 8:
+        scaler.partial_fit(X)
+        return
+    rows = max(1, X.nbytes // max(1, 8 * X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        scaler.partial_fit(X[start:start + rows])
+
+
 def _inner_has(attr):
     """``available_if`` check: the fitted (else the given) inner estimator has ``attr``."""
 
@@ -68,9 +86,15 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
     epochs : int, default=10
         Passes over the training data in :meth:`fit` (fewer with early
         stopping).
-    chunk_size : int, default=1024
-        Rows per chunk read from an array or a FeatureStore (chunks from an
-        iterable keep the size they come with). The unit of memory use.
+    chunk_size : int or str, default="auto"
+        Chunk read at a time from an array or a FeatureStore (chunks from an
+        iterable keep the size they come with): the unit of memory use. An
+        int is a number of rows; a size such as ``"64MiB"`` is the most
+        bytes of features a chunk holds (as many rows as fit); ``"auto"``
+        is 1,024 rows, or fewer so that a chunk is at most 64 MiB (167 rows
+        of un-pooled ResNet50 features). Working memory is a few chunks
+        (the chunk read, its scaled copy, the inner estimator's own copy if
+        it casts) plus the estimator's state.
     shuffle : bool, default=True
         Shuffle the rows every epoch (whole arrays; chunk order and rows
         within chunks for a FeatureStore; rows within chunks for an iterable,
@@ -172,7 +196,7 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
         estimator=None,
         *,
         epochs=10,
-        chunk_size=1024,
+        chunk_size="auto",
         shuffle=True,
         scale=True,
         early_stopping=False,
@@ -272,10 +296,10 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
         return self
 
     # the hooks of ChunkedHeadMixin._fit_epochs
-    def _fit_epoch(self, source, rng, first_reset):
+    def _fit_epoch(self, source, rng, first_reset, progress=None):
         n_rows = 0
         for X, y, w in self._chunks(source, shuffle=self.shuffle, random_state=draw_seed(rng),
-                                    first_reset=first_reset):
+                                    first_reset=first_reset, progress=progress):
             self._partial_fit_chunk(X, y, w)
             n_rows += X.shape[0]
         if n_rows == 0:
@@ -298,7 +322,7 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
         for X, _, _ in self._chunks(source, first_reset=first_reset):
             if scaler is None:
                 scaler = StandardScaler(with_mean=not sparse.issparse(X))
-            scaler.partial_fit(X)
+            _scaler_partial_fit(scaler, X)
         if scaler is None:
             raise ValueError(NO_ROWS)
         return scaler
@@ -347,7 +371,7 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
             if self.scale:
                 if self.scaler_ is None:
                     self.scaler_ = StandardScaler(with_mean=not sparse.issparse(Xc))
-                self.scaler_.partial_fit(Xc)
+                _scaler_partial_fit(self.scaler_, Xc)
             self._partial_fit_chunk(Xc, yc, wc)
         self.n_iter_ += 1
         return self

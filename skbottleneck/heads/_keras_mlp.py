@@ -54,10 +54,17 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         Passes over the training data in :meth:`fit`.
     batch_size : int, default=128
         Rows per gradient step.
-    chunk_size : int, default=1024
-        Rows read at a time from an array or a FeatureStore (chunks of an
+    chunk_size : int or str, default="auto"
+        Chunk read at a time from an array or a FeatureStore (chunks of an
         iterable keep their own size); each chunk is one call of the compiled
-        training step. The unit of memory use.
+        training step: the unit of memory use. An int is a number of rows; a
+        size such as ``"64MiB"`` is the most bytes of features a chunk holds
+        (as many rows as fit, rounded down to a multiple of ``batch_size``,
+        at least one batch); ``"auto"`` is 1,024 rows, or fewer so that a
+        chunk is at most 64 MiB (128 rows of un-pooled ResNet50 features
+        with ``batch_size=128``). Working memory is about two chunks (the
+        chunk read and its copy as a tensor) plus the network, its gradients
+        and the optimizer's state (Adam: three times the weights).
     shuffle : bool, default=True
         Shuffle the rows every epoch (as :class:`~skbottleneck.IncrementalClassifier`
         does: whole arrays; chunk order and rows within chunks for a store;
@@ -158,7 +165,7 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         optimizer="adam",
         epochs=20,
         batch_size=128,
-        chunk_size=1024,
+        chunk_size="auto",
         shuffle=True,
         early_stopping=False,
         validation_fraction=0.1,
@@ -218,10 +225,14 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         return proba
 
     # ---------------------------------------------------------------- training
-    def _epoch(self, source, rng, first_reset):
+    def _chunk_multiple(self):
+        return self.batch_size
+
+    def _epoch(self, source, rng, first_reset, progress=None):
         """One pass of training steps over ``source``; appends its loss and accuracy."""
         chunks = self._chunks(
-            source, shuffle=self.shuffle, random_state=draw_seed(rng), first_reset=first_reset
+            source, shuffle=self.shuffle, random_state=draw_seed(rng), first_reset=first_reset,
+            progress=progress,
         )
         loss = correct = 0.0
         n_rows = 0
@@ -338,8 +349,8 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         return self
 
     # the hooks of ChunkedHeadMixin._fit_epochs
-    def _fit_epoch(self, source, rng, first_reset):
-        n_rows = self._epoch(source, rng, first_reset)
+    def _fit_epoch(self, source, rng, first_reset, progress=None):
+        n_rows = self._epoch(source, rng, first_reset, progress)
         return n_rows, f", loss {self.history_['loss'][-1]:.4f}"
 
     def _validation_score(self, source):

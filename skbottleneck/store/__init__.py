@@ -28,13 +28,19 @@ Cache (``cache_dir`` is :func:`get_cache_dir`)::
 A shard holds root attributes ``schema="skbottleneck.cache_shard"``,
 ``format_version``, ``fingerprint_id``, ``n_features``, ``storage_dtype``,
 ``metadata_json`` and the library versions; a dataset ``keys`` (uint8,
-``(n, key_length)``) and a contiguous dataset ``features`` (``(n, d)``,
-little-endian float16/32/64, uncompressed).
+``(n, key_length)``), a contiguous dataset ``features`` (``(n, d)``,
+little-endian float16/32/64, uncompressed) and ``checksums`` (uint64,
+``(n,)``, attribute ``algorithm="xxh3_64-key8"``: the XXH3-64 of each
+row's bytes XOR the first 8 bytes of its key, verified on every read;
+shards written by 0.1 have none and are read unverified).
 
 Dataset store ``features.h5``::
 
     features.h5                    the finished store (appears at the end)
-    features.h5.partial/           while it is being written
+    features.h5.lock               while a writer is at work: locked by it
+                                   (flock), names its pid, host and start
+    features.h5.partial/           while it is being written (made at the
+                                   first row written)
       manifest.json                what is being written (identity hashes)
       data.h5                      the future features.h5, rows filled in place
       done/<time_ns:016x>-<rand>.npy   journal: rows written (int64), one per call
@@ -51,6 +57,26 @@ and dicts as JSON strings). Datasets: ``features`` (``(n, d)``, contiguous
 or in full-width row chunks, uncompressed), ``paths`` (UTF-8 strings),
 optionally ``labels`` (int64/float64/bool, or UTF-8 strings with attribute
 ``kind="str"``) and ``keys`` (uint8, ``(n, key_length)``).
+
+One writer at a time
+--------------------
+A :class:`StoreWriter` takes ``features.h5.lock`` (``flock``, through
+:mod:`filelock`) before it looks at anything, and keeps it until
+:meth:`StoreWriter.finalize` or :meth:`StoreWriter.close`. A second writer
+waits for it (saying once, on stderr, which pid it waits for), or with
+``wait=False`` raises :class:`StoreLockedError` naming that pid. Once it
+has the lock it sees what the first one left: the finished store (same
+arguments: nothing to do; others: :class:`FileExistsError`) or its
+partial progress, to resume. The lock dies with its process, so a killed
+writer blocks no one. Nothing but the lock file is created before the
+first row is written: a writer that is refused (``check_space=True`` and
+too little disk space) or closed unused leaves the folder as it was.
+
+Every :class:`OSError` met while writing (creating ``data.h5``, writing
+rows, fsync, journal, manifest, the final rename) is re-raised naming the
+file and the store, with its errno (a full disk stays ``ENOSPC``, a file
+size limit ``EFBIG``) and its cause. A damaged ``data.h5`` is reported by
+name (delete the ``.partial`` folder, or pass ``overwrite=True``).
 
 Why a kill cannot leave anything unreadable
 -------------------------------------------
@@ -98,8 +124,12 @@ The cache lives in :mod:`skbottleneck.cache`, the low-level file helpers
 Its modules are the stages of a store:
 
 * ``_format``: schema and format version, reserved attributes, labels,
-  keys and metadata normalised and hashed, :func:`check_disk_space`;
+  keys and metadata normalised and hashed, :func:`check_disk_space`, the
+  errors of a store being written;
+* ``_lock``: the lock file, one writer at a time;
 * ``_journal``: the ``.partial`` folder, its manifest and journal;
+* ``_data_file``: ``data.h5``, created with its whole structure, checked
+  when a run resumes;
 * ``_writer``: :class:`StoreWriter`;
 * ``_subset_writer``: :meth:`StoreWriter.finalize_subset`;
 * ``_reader``: :class:`FeatureStore`;
@@ -116,7 +146,7 @@ from ..cache import (
     get_cache_dir,
 )
 from ..cache._fileio import StoreWarning, UnsupportedFormatError
-from ._format import InsufficientDiskSpaceError, check_disk_space
+from ._format import InsufficientDiskSpaceError, StoreLockedError, check_disk_space
 from ._reader import FeatureStore
 from ._subset import StoreSubset
 from ._writer import StoreWriter
@@ -125,6 +155,7 @@ __all__ = [
     "FeatureCache",
     "FeatureStore",
     "InsufficientDiskSpaceError",
+    "StoreLockedError",
     "StoreSubset",
     "StoreWarning",
     "StoreWriter",

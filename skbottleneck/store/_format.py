@@ -2,13 +2,15 @@
 
 Schema names and format version, the root attributes the store reserves,
 the normalisation of labels, keys and metadata and their identity hashes
-(what a resumed run must match), and the disk-space check run before a
-long extraction.
+(what a resumed run must match), the disk-space check run before a long
+extraction, and the errors of a store being written: each names its file.
 """
 
+import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 
 import numpy as np
@@ -23,7 +25,10 @@ __all__ = [
     "STORE_SCHEMA",
     "SUBSET_OF_ATTR",
     "InsufficientDiskSpaceError",
+    "StoreLockedError",
     "check_disk_space",
+    "naming_errors",
+    "store_os_error",
 ]
 
 STORE_SCHEMA = "skbottleneck.features"
@@ -54,6 +59,94 @@ class InsufficientDiskSpaceError(OSError):
     """
 
     __module__ = "skbottleneck.store"  # where it is imported from, as tracebacks show it
+
+
+class StoreLockedError(BlockingIOError):
+    """The store is being written by another :class:`StoreWriter`.
+
+    Raised by ``StoreWriter(..., wait=False)`` (or when ``wait`` seconds
+    have passed) while another writer, in another process or in this one,
+    holds the store's lock file (``<store>.lock``). An :class:`OSError`
+    (errno ``EAGAIN``), so that ``except OSError`` still catches it.
+
+    Attributes
+    ----------
+    path : str
+        The store.
+    lock_path : str
+        Its lock file.
+    pid : int or None
+        Process id of the writer holding it (None if it could not be read).
+    host : str or None
+        Host name of that process.
+    """
+
+    __module__ = "skbottleneck.store"
+
+
+#: errno values meaning "the disk (or a file-size limit) is full".
+_FULL_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EFBIG", "EDQUOT")
+                         if hasattr(errno, name))
+
+
+def store_os_error(error, *, store, path, doing, resumable=True):
+    """``error`` as an :class:`OSError` naming the file of the feature store it concerns.
+
+    Parameters
+    ----------
+    error : OSError or RuntimeError
+        What went wrong; an HDF5 error whose message gives ``errno = N``
+        keeps that errno.
+    store : str
+        The store being written.
+    path : str
+        The file (or folder) the failed operation was on.
+    doing : str
+        What failed, completing "could not ... the feature store", e.g.
+        ``"write 64 rows to"``.
+    resumable : bool, default=True
+        Say that what was written is kept and a rerun resumes.
+
+    Returns
+    -------
+    error : OSError
+        Of the same errno (so the same subclass: ``FileNotFoundError``,
+        ``PermissionError``...), with attributes ``filename`` (``path``) and
+        ``store``. Raise it ``from`` the original.
+    """
+    code = error.errno if isinstance(error, OSError) else None
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    hint = ("the disk is full or a file-size limit was reached: free some space, or write the "
+            "store elsewhere; " if code in _FULL_ERRNOS else "")
+    tail = "what was written so far is kept, and a rerun with the same arguments resumes"
+    what = f"could not {doing} the feature store {store}"
+    if hint or resumable:
+        what += f" ({hint}{tail})" if resumable else f" ({hint.rstrip('; ')})"
+    if code is None:
+        new = OSError(f"{what}: {path}: {type(error).__name__}: {error}")
+    else:
+        strerror = getattr(error, "strerror", None) or os.strerror(code)
+        new = OSError(code, f"{strerror}: {what}", path)
+    new.store = store
+    return new
+
+
+@contextlib.contextmanager
+def naming_errors(store, path, doing, resumable=True):
+    """Re-raise an :class:`OSError` of the block with :func:`store_os_error` (from it).
+
+    Errors that already name their store (and :class:`StoreLockedError`,
+    :class:`InsufficientDiskSpaceError`) pass unchanged.
+    """
+    try:
+        yield
+    except OSError as e:
+        if hasattr(e, "store") or isinstance(e, (StoreLockedError, InsufficientDiskSpaceError)):
+            raise
+        raise store_os_error(e, store=store, path=path, doing=doing,
+                             resumable=resumable) from e
 
 
 def check_disk_space(path, n_bytes, *, what=None, margin=0.05, min_free=64 * 2**20, verbose=0):

@@ -69,14 +69,17 @@ def finalize_subset(writer, rows, metadata=None):
         n_features=writer.n_features, dtype=writer.dtype, metadata=meta,
         chunk_rows=writer.chunk_rows, overwrite=True,
     )
-    with writer._lock:
-        step = max(1, _SUBSET_COPY_BYTES // writer._row_nbytes)
-        todo = sub.missing_rows()
-        for i in range(0, len(todo), step):
-            dst = todo[i:i + step]
-            block = np.empty((len(dst), writer.n_features), dtype=writer._store_dtype)
-            writer._read_written_rows(rows[dst], block)
-            sub.write_rows(dst, block)
-        sub.finalize().close()
-        writer._publish(sub.path)
+    try:
+        with writer._lock:
+            step = max(1, _SUBSET_COPY_BYTES // writer._row_nbytes)
+            todo = sub.missing_rows()
+            for i in range(0, len(todo), step):
+                dst = todo[i:i + step]
+                block = np.empty((len(dst), writer.n_features), dtype=writer._store_dtype)
+                writer._read_written_rows(rows[dst], block)
+                sub.write_rows(dst, block)
+            sub.finalize().close()
+            writer._publish(sub.path)
+    finally:
+        sub.close()  # its lock too, whatever happened (a rerun takes it again)
     return FeatureStore(writer.path)

@@ -6,45 +6,46 @@ storage allocated, rows are then written in place with ``pwrite`` and
 recorded in the journal, and :meth:`StoreWriter.finalize` renames the file
 into place. :meth:`StoreWriter.finalize_subset` (see :mod:`._subset_writer`)
 publishes only some of the rows instead.
+
+One writer at a time: a writer holds ``<path>.lock`` (see :mod:`._lock`)
+from its creation to its ``finalize`` or ``close``. Nothing else is
+created on disk before the first row is written, so a writer refused for
+lack of disk space (``check_space=True``) or closed unused leaves the
+folder as it found it.
 """
 
 import errno
 import operator
 import os
 import threading
-import time
 
 import numpy as np
 
 from ..cache._fileio import (
     UnsupportedFormatError,
-    _attr_value,
     _canonical_json,
     _check_storage_dtype,
-    _create_preallocated,
     _fdatasync,
     _fsync_dir,
-    _fsync_file,
-    _library_versions,
     _pwrite,
-    _raw_layout,
     _read_rows_at,
     _row_offsets,
     _sha256,
-    _tmp_path,
-    _unlink_quietly,
 )
 from ._format import (
     STORE_FORMAT_VERSION,
-    STORE_SCHEMA,
+    SUBSET_OF_ATTR,
     _check_metadata,
-    _encode_str,
     _hash_labels,
     _hash_strings,
     _normalize_keys,
     _normalize_labels,
+    check_disk_space,
+    naming_errors,
 )
+from ._data_file import DamagedDataFile, create_data_file, open_data_file
 from ._journal import PartialFolder
+from ._lock import StoreLock, read_only
 from ._reader import ClosingMixin, FeatureStore
 from ._subset_writer import finalize_subset, is_subset_for
 
@@ -83,9 +84,23 @@ class StoreWriter(ClosingMixin):
         stores them in full-width chunks of that many rows.
     overwrite : bool, default=False
         Replace an existing store (at :meth:`finalize`) or discard partial
-        progress made for other images, labels, keys, features or metadata,
-        instead of raising. A finished store with the same content is
-        reused either way.
+        progress made for other images, labels, keys, features or metadata
+        (or a damaged ``data.h5``), instead of raising. A finished store
+        with the same content is reused either way.
+    wait : bool or float, default=True
+        If another writer (another process) is writing this store: ``True``
+        waits for it to finish (saying so once on stderr, with its pid),
+        then carries on from what it left (a finished store with the same
+        content is done); ``False`` raises :class:`StoreLockedError` at
+        once; a number waits at most that many seconds. A second writer of
+        a store in the same process, while the first is open, raises at
+        once whatever ``wait`` says.
+    check_space : bool, default=False
+        Check, before creating anything, that the rows still to write fit
+        on the disk (:func:`check_disk_space`); if not, raise
+        :class:`InsufficientDiskSpaceError` and leave the folder as it was.
+    verbose : int, default=0
+        With ``check_space``, print the size of the rows and the free space.
 
     Attributes
     ----------
@@ -102,6 +117,14 @@ class StoreWriter(ClosingMixin):
         ``path`` exists and holds something else (and ``overwrite=False``).
     ValueError
         Partial progress for other content exists (and ``overwrite=False``).
+    StoreLockedError
+        Another writer is writing the store and ``wait`` does not allow to
+        wait for it.
+    InsufficientDiskSpaceError
+        ``check_space=True`` and the rows would not fit.
+    OSError
+        Any failure to read or write the store's files names the file and
+        the store, and keeps its errno (``ENOSPC``, ``EFBIG``...).
 
     Examples
     --------
@@ -121,7 +144,10 @@ class StoreWriter(ClosingMixin):
     """
 
     def __init__(self, path, *, paths, labels=None, keys=None, n_features, dtype="float32",
-                 metadata=None, chunk_rows=None, overwrite=False):
+                 metadata=None, chunk_rows=None, overwrite=False, wait=True, check_space=False,
+                 verbose=0):
+        self._fd = None  # first: close() works whatever fails below
+        self._store_lock = None
         self.path = os.path.abspath(os.fspath(path))
         self.partial_dir = self.path + ".partial"
         self._partial = PartialFolder(self.partial_dir)
@@ -143,6 +169,9 @@ class StoreWriter(ClosingMixin):
                 raise ValueError(f"chunk_rows must be None or >= 1; got {chunk_rows}.")
         self.chunk_rows = chunk_rows
         self.overwrite = bool(overwrite)
+        if not (isinstance(wait, bool) or (isinstance(wait, (int, float)) and wait >= 0)):
+            raise ValueError(f"wait must be True, False or a number of seconds >= 0; got {wait!r}.")
+        self.wait = wait
         self._store_dtype = np.dtype(self.dtype).newbyteorder("<")
         self._row_nbytes = self.n_features * self._store_dtype.itemsize
         self._identity = {
@@ -155,10 +184,22 @@ class StoreWriter(ClosingMixin):
             "metadata_sha256": _sha256(_canonical_json(self.metadata)),
         }
         self._lock = threading.Lock()
-        self._fd = None
         self._finished = False
+        self._closed = False
+        self._create_pending = False  # the partial folder is made at the first write
         self._done = np.zeros(self.n_rows, dtype=bool)
-        self._start()
+        if check_space and not os.path.isdir(os.path.dirname(self.path)):
+            self._check_space(verbose)  # nothing there to resume: before making the folder
+        self._store_lock = StoreLock(self.path)
+        try:
+            self._start()
+            if self._finished:
+                self._store_lock.release()
+            elif check_space:
+                self._check_space(verbose)
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup
     @property
@@ -166,18 +207,25 @@ class StoreWriter(ClosingMixin):
         return self._partial.data_path
 
     def _start(self):
+        lock_error = None
+        try:
+            self._store_lock.acquire(self.wait)
+        except OSError as e:  # StoreLockedError included
+            if not os.path.exists(self.path) or not read_only(e):
+                raise
+            lock_error = e  # a read-only folder: fine if the store is finished
         if os.path.exists(self.path):
-            diff = self._differences_with_finished()
+            diff, finished_identity = self._differences_with_finished()
             if diff and not self.overwrite and is_subset_for(self.path, self._identity):
                 diff = ""
             if not diff:
                 self._finished = True
                 self._done[:] = True
-                # left over by a finalize killed after its rename (possibly half
-                # deleted, manifest first): progress of another run is kept
-                if self._partial.manifest_identity() in (None, self._identity):
-                    self._partial.remove_quietly()
+                if lock_error is None:
+                    self._remove_leftover(finished_identity)
                 return
+            if lock_error is not None:
+                raise lock_error
             if not self.overwrite:
                 raise FileExistsError(
                     errno.EEXIST,
@@ -185,12 +233,13 @@ class StoreWriter(ClosingMixin):
                     f"({diff}). Pass overwrite=True to replace it, or choose another path",
                     self.path,
                 )
+        if lock_error is not None:
+            raise lock_error
         try:
             manifest = self._partial.read_manifest()
         except UnsupportedFormatError:
             if not self.overwrite:
                 raise
-            self._partial.remove()
             manifest = None
         if manifest is not None:
             theirs = manifest.get("identity")
@@ -211,86 +260,70 @@ class StoreWriter(ClosingMixin):
                 )
             if theirs != self._identity or manifest.get("format_version") != STORE_FORMAT_VERSION:
                 manifest = None
-                self._partial.remove()
-        elif self._partial.exists():
-            self._partial.remove()  # killed before its manifest was written: nothing to keep
-        if manifest is None:
-            self._partial.write_manifest(store_path=self.path, identity=self._identity,
-                                         chunk_rows=self.chunk_rows, metadata=self.metadata)
-        os.makedirs(self._partial.journal_dir, exist_ok=True)
-        if not os.path.exists(self._data_path):
-            self._done[:] = False
-            self._partial.clear_journal()
-            self._create_data_file()
-        self._open_data_file()
-        self._partial.load_journal(self._done)
+        if manifest is not None and os.path.exists(self._data_path):
+            try:
+                self._fd, (self._firsts, self._offsets) = open_data_file(self)
+            except DamagedDataFile as e:
+                if not self.overwrite:
+                    raise e.error from e.__cause__
+            else:
+                with naming_errors(self.path, self._partial.journal_dir, "read the journal of"):
+                    self._partial.load_journal(self._done)
+                return
+        # nothing to resume (what is there is discarded at the first write)
+        self._create_pending = True
 
     def _differences_with_finished(self):
-        """'' if ``path`` is a finished store of the same content, else what differs."""
+        """``(what differs, identity)`` of the finished store at ``path``: ``""`` if it
+        holds the same content; its identity attributes (None if unreadable)."""
         try:
             with FeatureStore(self.path) as store:
                 attrs = store.metadata
         except (UnsupportedFormatError, OSError) as e:
-            return f"not a readable skbottleneck store: {e}"
+            return f"not a readable skbottleneck store: {e}", None
         changed = [k for k, v in self._identity.items() if attrs.get(k) != v]
-        return ", ".join(f"other {k.replace('_sha256', '')}" for k in changed)
+        identity = {k: attrs.get(k) for k in self._identity}
+        subset_of = attrs.get(SUBSET_OF_ATTR)
+        return ", ".join(f"other {k.replace('_sha256', '')}" for k in changed), (identity, subset_of)
 
-    def _create_data_file(self):
-        import h5py
+    def _remove_leftover(self, finished):
+        """Remove a partial folder left by a finalize killed after its rename (possibly
+        half deleted, manifest first). Progress of another run is kept."""
+        if not self._partial.exists():
+            return
+        theirs = self._partial.manifest_identity()
+        identity, subset_of = finished
+        if theirs in (None, self._identity, identity) or (
+                isinstance(theirs, dict) and _canonical_json(theirs) == subset_of):
+            self._partial.remove_quietly()
 
-        tmp = _tmp_path(self.partial_dir, "data.h5")
-        try:
-            with h5py.File(tmp, "w") as f:
-                attrs = {k: _attr_value(v) for k, v in self.metadata.items()}
-                for k, v in _library_versions().items():
-                    attrs.setdefault(k, v)
-                attrs.update(
-                    schema=STORE_SCHEMA,
-                    format_version=np.int64(STORE_FORMAT_VERSION),
-                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    metadata_json=_canonical_json(self.metadata),
-                    **{k: _attr_value(v) for k, v in self._identity.items()},
-                )
-                for k in sorted(attrs):
-                    f.attrs[k] = attrs[k]
-                str_dt = h5py.string_dtype("utf-8")
-                ds = f.create_dataset("paths", shape=(self.n_rows,), dtype=str_dt)
-                if self.n_rows:
-                    ds[:] = np.array([_encode_str(p) for p in self._paths], dtype=object)
-                if self._labels is not None:
-                    if self._labels_kind == "str":
-                        ds = f.create_dataset("labels", shape=(self.n_rows,), dtype=str_dt)
-                        if self.n_rows:
-                            ds[:] = np.array([_encode_str(v) for v in self._labels.tolist()],
-                                             dtype=object)
-                    else:
-                        ds = f.create_dataset("labels", data=self._labels)
-                    ds.attrs["kind"] = self._labels_kind
-                if self._keys is not None:
-                    f.create_dataset("keys", data=self._keys)
-                _create_preallocated(f, "features", (self.n_rows, self.n_features),
-                                     self._store_dtype, self.chunk_rows)
-            _fsync_file(tmp)
-            os.replace(tmp, self._data_path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        _fsync_dir(self.partial_dir)
+    def _check_space(self, verbose):
+        n = int(np.count_nonzero(~self._done))
+        if n:
+            check_disk_space(os.path.dirname(self.path), n * self._row_nbytes,
+                             what=f"features of {n} images x {self.n_features} x "
+                                  f"{self._store_dtype.itemsize} bytes", verbose=verbose)
 
-    def _open_data_file(self):
-        import h5py
+    def _ensure_open(self):
+        """Before writing (``self._lock`` held): refuse if closed; create the partial
+        folder at the first write."""
+        if self._closed or (self._fd is None and not self._create_pending):
+            raise ValueError(f"This StoreWriter of {self.path} is closed; create a new one "
+                             "to resume.")
+        if self._create_pending:
+            self._create()
 
-        with h5py.File(self._data_path, "r") as f:
-            ds = f["features"]
-            if ds.shape != (self.n_rows, self.n_features) or ds.dtype != self._store_dtype:
-                raise ValueError(f"{self._data_path} does not match its manifest; delete "
-                                 f"{self.partial_dir} or pass overwrite=True.")
-            layout = _raw_layout(ds)
-        if layout is None:  # pragma: no cover - only if the file was altered
-            raise ValueError(f"{self._data_path} has an unexpected layout; "
-                             f"delete {self.partial_dir}.")
-        self._firsts, self._offsets = layout
-        self._fd = os.open(self._data_path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    def _create(self):
+        """Make the partial folder: manifest, then ``data.h5``."""
+        with naming_errors(self.path, self.partial_dir, "create the folder of"):
+            if self._partial.exists():
+                self._partial.remove()  # another run's progress, or a killed start: discarded
+            self._partial.write_manifest(store_path=self.path, identity=self._identity,
+                                         chunk_rows=self.chunk_rows, metadata=self.metadata)
+        self._done[:] = False
+        create_data_file(self)
+        self._fd, (self._firsts, self._offsets) = open_data_file(self)
+        self._create_pending = False
 
     # -- public
     def done(self):
@@ -347,18 +380,22 @@ class StoreWriter(ClosingMixin):
         with self._lock:
             if self._finished:
                 raise RuntimeError(f"{self.path} is already finalized.")
+            self._ensure_open()
             offsets = _row_offsets(rows, self._firsts, self._offsets, self._row_nbytes)
             order = np.argsort(offsets, kind="stable")
             offs = offsets[order]
             breaks = np.flatnonzero(np.diff(offs) != self._row_nbytes) + 1
             bounds = np.concatenate(([0], breaks, [len(offs)]))
             sorted_in = bool(np.all(order == np.arange(len(order))))
-            for g in range(len(bounds) - 1):
-                a, b = int(bounds[g]), int(bounds[g + 1])
-                block = feats[a:b] if sorted_in else feats[order[a:b]]
-                _pwrite(self._fd, block, int(offs[a]))
-            _fdatasync(self._fd)
-            self._partial.record(np.unique(rows))
+            with naming_errors(self.path, self._data_path, f"write {len(rows)} rows to"):
+                for g in range(len(bounds) - 1):
+                    a, b = int(bounds[g]), int(bounds[g + 1])
+                    block = feats[a:b] if sorted_in else feats[order[a:b]]
+                    _pwrite(self._fd, block, int(offs[a]))
+                _fdatasync(self._fd)
+            with naming_errors(self.path, self._partial.journal_dir,
+                               "record the rows written in the journal of"):
+                self._partial.record(np.unique(rows))
             self._done[rows] = True
 
     def finalize(self):
@@ -382,25 +419,36 @@ class StoreWriter(ClosingMixin):
                         f"{len(missing)} of the {self.n_rows} rows of {self.path} have not been "
                         f"written yet (first: row {missing[0]}, {self._paths[missing[0]]!r})."
                     )
-                os.fsync(self._fd)
+                self._ensure_open()  # (created here if there are no rows at all)
+                with naming_errors(self.path, self._data_path, "flush"):
+                    os.fsync(self._fd)
                 self._publish(self._data_path)
         return FeatureStore(self.path)
 
     def _publish(self, finished_file):
-        """Rename a durable, complete store file onto :attr:`path`; drop the partial folder."""
-        os.close(self._fd)
+        """Rename a durable, complete store file onto :attr:`path`; drop the partial
+        folder and the lock."""
+        os.close(self._fd)  # before the rename (Windows renames no open file)
         self._fd = None
-        os.replace(finished_file, self.path)
+        try:
+            with naming_errors(self.path, finished_file, "publish (rename into place)"):
+                os.replace(finished_file, self.path)
+        except BaseException:
+            self._closed = True  # the partial folder is intact: a new writer resumes
+            self._store_lock.release()
+            raise
         _fsync_dir(os.path.dirname(self.path))
         self._finished = True
         self._partial.remove_quietly()
+        self._store_lock.release()
 
     def _read_written_rows(self, rows, out):
         """``out[i] = features[rows[i]]`` of rows already written (the lock held)."""
         offsets = _row_offsets(np.asarray(rows, dtype=np.int64), self._firsts, self._offsets,
                                self._row_nbytes)
-        _read_rows_at(self._fd, offsets, np.arange(len(rows)), out, self._row_nbytes,
-                      self._store_dtype)
+        with naming_errors(self.path, self._data_path, "read rows back from"):
+            _read_rows_at(self._fd, offsets, np.arange(len(rows)), out, self._row_nbytes,
+                          self._store_dtype)
         return out
 
     def finalize_subset(self, rows, metadata=None):
@@ -428,10 +476,17 @@ class StoreWriter(ClosingMixin):
         return finalize_subset(self, rows, metadata)
 
     def close(self):
-        """Release the file handle (the progress stays on disk)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        """Release the file handle and the store's lock (the progress stays on disk).
+
+        Waits for a :meth:`write_rows` in progress in another thread.
+        """
+        with getattr(self, "_lock", None) or threading.Lock():
+            self._closed = True
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+            if self._store_lock is not None:
+                self._store_lock.release()
 
     def __repr__(self):
         return (f"StoreWriter({self.path!r}, n_rows={self.n_rows}, n_features={self.n_features}, "
