@@ -19,6 +19,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CNNFeatureTransformer": "extraction",
     "ExtractionResult": "extraction",
+    "AugmentedClassifier": "extraction",
+    "ImageViews": "extraction",
     "FeatureStore": "store",
     "FeatureCache": "store",
     "cache_info": "store",

@@ -26,7 +26,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skbottleneck
-from skbottleneck import CNNFeatureTransformer
+from skbottleneck import AugmentedClassifier, CNNFeatureTransformer
 from skbottleneck.incremental import IncrementalClassifier
 from skbottleneck.keras_mlp import KerasMLPClassifier
 
@@ -49,14 +49,22 @@ FAST_INSTANCES = {
         CNNFeatureTransformer("vgg16", weights=None, random_state=0, input_size=32,
                               cache_dir=None),
     ],
+    AugmentedClassifier: [
+        AugmentedClassifier(CNNFeatureTransformer("vgg16", weights=None, random_state=0,
+                                                  input_size=32, cache_dir=None),
+                            SGDClassifier(loss="log_loss", random_state=0), augment=2),
+    ],
 }
+# estimators taking image paths: scikit-learn runs only their input-free checks
+IMAGE_ESTIMATORS = (CNNFeatureTransformer, AugmentedClassifier)
 
 
 def _public_estimators():
     found = set()
     for name in skbottleneck.__all__:
         obj = getattr(skbottleneck, name)
-        if isinstance(obj, type) and issubclass(obj, BaseEstimator):
+        # (ImageViews is a BaseEstimator for get_params/clone only: it has no fit)
+        if isinstance(obj, type) and issubclass(obj, BaseEstimator) and hasattr(obj, "fit"):
             found.add(obj)
     return sorted(found, key=lambda cls: cls.__name__)
 
@@ -104,6 +112,7 @@ def _expected_failed_checks(estimator):
 @pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
 # CNNFeatureTransformer's image-path input: scikit-learn says it skips its data checks
 @pytest.mark.filterwarnings("ignore:Can't test estimator CNNFeatureTransformer")
+@pytest.mark.filterwarnings("ignore:Can't test estimator AugmentedClassifier")
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
@@ -120,9 +129,10 @@ _API_CHECKS = [
 ]
 
 
+@pytest.mark.parametrize("cls", IMAGE_ESTIMATORS, ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize("check", _API_CHECKS)
-def test_transformer_api_checks(check):
-    est = FAST_INSTANCES[CNNFeatureTransformer][0]
+def test_image_estimator_api_checks(check, cls):
+    est = FAST_INSTANCES[cls][0]
     getattr(estimator_checks, check)(type(est).__name__, clone(est))
 
 

@@ -8,9 +8,13 @@
   the CNN of ``_runner`` (one compiled model per fingerprint and process,
   batch norms folded by ``_fold``), into sinks: an array, a store, the cache;
 - ``_fingerprint``: what determines the features (the cache key, a store's identity);
+- ``_views``: augmented views of an image (:class:`ImageViews`), each cached
+  under its own key; ``_augmented``: :class:`AugmentedClassifier`, a head
+  trained on the views (test-time augmentation at predict);
 - ``_cluster`` / ``_cluster_worker``: the CNN stage on a Dask cluster.
 """
 
+from ._augmented import AugmentedClassifier
 from ._cluster import (
     TASK_PREFIX,
     active_client,
@@ -23,15 +27,18 @@ from ._fingerprint import FEATURE_FORMAT_VERSION
 from ._from_store import transformer_from_store
 from ._runner import CNNRunner, cnn_image_count, get_runner
 from ._transformer import CNNFeatureTransformer
+from ._views import ImageViews
 
 __all__ = [
     "ArraySink",
+    "AugmentedClassifier",
     "CNNFeatureTransformer",
     "CNNRunner",
     "ExtractionEngine",
     "ExtractionPlan",
     "ExtractionResult",
     "FEATURE_FORMAT_VERSION",
+    "ImageViews",
     "TASK_PREFIX",
     "active_client",
     "cnn_image_count",

@@ -36,6 +36,7 @@ from ..store import check_disk_space
 from ._fingerprint import model_name, store_metadata
 from ._runner import get_runner
 from ._stages import DecodePool, RunStats, Writer, default_decode_threads
+from ._views import derive_view_keys
 
 __all__ = ["ArraySink", "ExtractionEngine", "ExtractionPlan", "ExtractionResult", "open_cache"]
 
@@ -65,6 +66,13 @@ class ExtractionResult:
         ``"cluster"`` holds what ran on a Dask cluster, when one did.
     y : ndarray or None
         The labels of the kept rows, when labels were given.
+    groups : ndarray of int or None
+        With augmented views (``extract(..., augment=...)``): the image
+        (index into the input) of each row, to keep an image's views on one
+        side of a cross-validation split (``GroupKFold``, ``cv.split(X, y,
+        groups)``). None without views.
+    views : ndarray of int or None
+        With augmented views: the view index of each row (0: the image itself).
     """
 
     features: object = None
@@ -72,6 +80,8 @@ class ExtractionResult:
     failed: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     y: object = None
+    groups: object = None
+    views: object = None
 
 
 @dataclass
@@ -146,6 +156,10 @@ class ExtractionEngine:
         transformer's own (:func:`open_cache`).
     on_error, verbose : default=None
         Override the transformer's parameters of the same name.
+    views : ImageViews or None, default=None
+        Compute these augmented views of every image (:class:`~._views.ImageViews`):
+        row ``r`` of the plan becomes the sink rows ``r * n_views + v``, and
+        each view is cached under its own key (:meth:`~._views.ImageViews.view_keys`).
 
     Examples
     --------
@@ -166,7 +180,7 @@ class ExtractionEngine:
     4
     """
 
-    def __init__(self, transformer, *, cache="auto", on_error=None, verbose=None):
+    def __init__(self, transformer, *, cache="auto", on_error=None, verbose=None, views=None):
         check_is_fitted(transformer, "n_features_out_")
         self.transformer = transformer
         self.cache = open_cache(transformer) if isinstance(cache, str) and cache == "auto" else cache
@@ -178,11 +192,41 @@ class ExtractionEngine:
         self.batch_size = transformer.batch_size
         self.input_size = transformer.input_size_
         self.decode_threads = transformer.decode_threads or default_decode_threads()
+        self.views = views
+        self.n_views = 1 if views is None else views.n_views
+        self._view_specs = None if views is None else views.key_specs()
 
     @property
     def runner(self):
         """The :class:`~skbottleneck.extraction.CNNRunner` (built once per process)."""
         return get_runner(self.transformer)
+
+    # ---------------------------------------------------------------- views
+    def unit_keys(self, keys):
+        """Cache keys of the units of ``keys`` (content keys): ``n_views`` per key."""
+        if self.views is None:
+            return list(keys)
+        return [vk for k in keys for vk in derive_view_keys(k, self._view_specs)]
+
+    def _lookup(self, keys):
+        """Which content keys have all their units cached."""
+        found = np.asarray(self.cache.lookup(self.unit_keys(keys)), dtype=bool)
+        return found if self.views is None else found.reshape(-1, self.n_views).all(axis=1)
+
+    def out_rows(self, groups):
+        """The sink rows of the plan rows in ``groups`` (``n_views`` per plan row)."""
+        rows = np.concatenate(groups)
+        if self.views is None:
+            return rows
+        return (rows[:, None] * self.n_views + np.arange(self.n_views)).ravel()
+
+    def _spread(self, features, groups):
+        """Features of one content per group -> the rows of every copy in ``groups``."""
+        counts = [len(g) for g in groups]
+        if sum(counts) == len(groups):
+            return features
+        block = features.reshape(len(groups), self.n_views, -1)
+        return np.repeat(block, counts, axis=0).reshape(-1, block.shape[-1])
 
     # ----------------------------------------------------------------- plan
     def _fail(self, failed, row, path, reason):
@@ -237,7 +281,7 @@ class ExtractionEngine:
             unknown = []
         plan.hash_s = time.perf_counter() - t
         known = np.asarray([r for r in rows if r in keys], dtype=np.intp)
-        found = self.cache.lookup([keys[r] for r in known]) if len(known) else np.zeros(0, bool)
+        found = self._lookup([keys[r] for r in known]) if len(known) else np.zeros(0, bool)
         plan.keys, plan.cached = keys, known[found]
         groups = _group_by_key(known[~found], keys) + [np.asarray([r]) for r in unknown]
         plan.groups = sorted(groups, key=lambda g: g[0])
@@ -309,22 +353,25 @@ class ExtractionEngine:
         missing = []
         for start in range(0, len(groups), CACHE_READ_ROWS):
             part, part_keys = groups[start:start + CACHE_READ_ROWS], keys[start:start + CACHE_READ_ROWS]
-            features, found = self.cache.read_available(part_keys)
+            features, found = self.cache.read_available(self.unit_keys(part_keys))
+            if self.views is not None:
+                found = found.reshape(-1, self.n_views).all(axis=1)
+                features = features.reshape(len(part_keys), self.n_views, features.shape[-1])
             missing.extend((g, k) for g, k, hit in zip(part, part_keys, found) if not hit)
             served = [i for i, hit in enumerate(found) if hit]
             stats.count("n_cached", sum(len(part[i]) for i in served))
             if sink is not None and served:
-                rows = np.concatenate([part[i] for i in served])
+                groups = [part[i] for i in served]
                 block = features[served].astype(self.dtype, copy=False)
-                if len(rows) > len(served):
-                    block = np.repeat(block, [len(part[i]) for i in served], axis=0)
-                writer.submit(sink, rows, block)
+                block = self._spread(block.reshape(-1, block.shape[-1]), groups)
+                writer.submit(sink, self.out_rows(groups), block)
         return missing
 
     def _check_cache_space(self, n_images):
         if self.cache is None:
             return
         itemsize = np.dtype(self.dtype).itemsize
+        n_images *= self.n_views
         check_disk_space(self.cache.path, n_images * self.n_features * itemsize,
                          what=f"features of {n_images} images x {self.n_features} x {itemsize} bytes",
                          verbose=self.verbose)
@@ -338,9 +385,10 @@ class ExtractionEngine:
         for a copy earlier in the run: copied from the cache afterwards) and
         ``again`` (copies of a file that changed since it was hashed).
         """
-        size = self.batch_size
+        size = max(1, self.batch_size // self.n_views)  # images per CNN batch
         batches = [work[s:s + size] for s in range(0, len(work), size)]
-        decoder = DecodePool(self.decode_threads, self.input_size, stats, cache=self.cache)
+        decoder = DecodePool(self.decode_threads, self.input_size, stats, cache=self.cache,
+                             views=self.views, unit_keys=self.unit_keys)
         runner = None  # built at the first readable image: never when all fail
         later, again, seen = [], [], set()
         loaded = decoder.map_batches([[(paths[g[0]], k) for g, k in batch] for batch in batches])
@@ -369,7 +417,9 @@ class ExtractionEngine:
                     # the CNN: a kill loses at most the batch in flight
                     writer.flush()
                     with stats.timed("cnn"):
-                        features = runner(np.stack([img for _, _, img in ok]))
+                        images = [img for _, _, img in ok]
+                        features = runner(np.stack(images) if self.views is None
+                                          else np.concatenate(images))
                     stats.count("n_extracted", len(ok))
                     self._deliver(ok, features, sink, writer)
                 stats.advance(len(batch))
@@ -379,13 +429,10 @@ class ExtractionEngine:
 
     def _deliver(self, ok, features, sink, writer):
         if self.cache is not None:
-            writer.submit(self.cache.write, [key for _, key, _ in ok], features)
-        if sink is not None:
+            writer.submit(self.cache.write, self.unit_keys([key for _, key, _ in ok]), features)
+        if sink is not None:  # copies of one content share its rows
             groups = [g for g, _, _ in ok]
-            rows = np.concatenate(groups)
-            if len(rows) > len(features):  # copies of one content share its row
-                features = np.repeat(features, [len(g) for g in groups], axis=0)
-            writer.submit(sink, rows, features)
+            writer.submit(sink, self.out_rows(groups), self._spread(features, groups))
 
 
 def _group_by_key(rows, keys):

@@ -129,13 +129,20 @@ class DecodePool:
         Receives the hashing and decoding times (summed over the threads).
     cache : FeatureCache or None
         When given, keys are computed and looked up.
+    views : ImageViews or None
+        Decode these views of each image (``image`` is then their stack).
+    unit_keys : callable or None
+        Content key -> the cache keys of its views (all of them must be
+        cached for the image to be skipped).
     """
 
-    def __init__(self, n_threads, size, stats, cache=None):
+    def __init__(self, n_threads, size, stats, cache=None, views=None, unit_keys=None):
         self.n_threads = n_threads
         self.size = size
         self.stats = stats
         self.cache = cache
+        self.views = views
+        self.unit_keys = unit_keys or (lambda keys: list(keys))
 
     def load(self, path, known_key=None):
         """Read ``path`` once; hash it; decode it unless the cache holds its key."""
@@ -152,10 +159,12 @@ class DecodePool:
             key = content_key(data)
             remember_file_key(st, key)
             self.stats.add_time("hash", time.perf_counter() - t)
-            if key != known_key and self.cache.lookup([key])[0]:
+            if key != known_key and self.cache.lookup(self.unit_keys([key])).all():
                 return Loaded(key=key)
         t = time.perf_counter()
         try:
+            if self.views is not None:
+                return Loaded(key=key, image=self.views.render(path, self.size, data=data))
             return Loaded(key=key, image=load_image(path, self.size, data=data))
         except ImageError as e:
             return Loaded(key=key, error=e)

@@ -26,6 +26,7 @@ from ._cluster import active_client, cluster_error, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
 from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
 from ._runner import get_runner
+from ._views import check_views
 
 __all__ = ["CNNFeatureTransformer"]
 
@@ -101,6 +102,18 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         Threads decoding images while the CNN runs. ``None``: ``min(4, cpu_count)``.
     mixed_precision : bool, default=False
         Run the CNN in float16 compute (useful on a GPU; slower on most CPUs).
+    runtime : {"auto", "tensorflow", "openvino"}, default="auto"
+        What runs the CNN. ``"openvino"``: OpenVINO on the CPU (``pip install
+        skbottleneck[openvino]``), faster than TensorFlow on most CPUs, with
+        the same features (see the performance guide). ``"auto"``: OpenVINO
+        when it is installed, the backbone is one it was checked on and no
+        GPU is in use; TensorFlow otherwise.
+    precision : {"float32", "int8"}, default="float32"
+        ``"int8"``: run an int8 model quantised (OpenVINO + NNCF) on a sample
+        of the images of the first ``fit(X)``: several times faster, but its
+        features are a feature space of their own, never mixed with float32
+        ones (cache, stores and heads are kept apart). Train the head on
+        int8 features.
     random_state : int in [0, 2**32 - 1] or None, default=None
         Seed of the random initialisation when ``weights=None`` (an int, so
         that the features can be cached and rebuilt elsewhere). With
@@ -149,6 +162,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "on_error": [StrOptions({"raise", "skip"})],
         "decode_threads": [Interval(Integral, 1, None, closed="left"), None],
         "mixed_precision": ["boolean"],
+        "runtime": [StrOptions({"auto", "tensorflow", "openvino"})],
+        "precision": [StrOptions({"float32", "int8"})],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
         "verbose": ["verbose"],
     }
@@ -172,6 +187,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         on_error="raise",
         decode_threads=None,
         mixed_precision=False,
+        runtime="auto",
+        precision="float32",
         random_state=None,
         verbose=0,
     ):
@@ -186,6 +203,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.on_error = on_error
         self.decode_threads = decode_threads
         self.mixed_precision = mixed_precision
+        self.runtime = runtime
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -242,7 +261,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             return X
         return self._extract_in_memory(check_paths(X), None, client=None).features
 
-    def extract(self, X, y=None, *, store=None, overwrite=False, wait=True, client=None):
+    def extract(self, X, y=None, *, store=None, augment=None, overwrite=False, wait=True,
+                client=None):
         """Compute the features of a dataset, into memory or straight to a store on disk.
 
         With ``store``, features go to disk batch by batch: memory stays
@@ -259,6 +279,15 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         store : str or path-like, default=None
             Path of the store file to write (e.g. ``"features.h5"``). None:
             return the features in memory.
+        augment : ImageViews, int or None, default=None
+            Also compute augmented views of every image (an int ``n``:
+            ``ImageViews(n_views=n)``). Each image then gives ``n_views``
+            consecutive rows (view 0 the image itself), its label repeated;
+            ``result.groups`` / ``store.image_index`` say which image each row
+            is, for cross-validation that keeps an image's views on one side
+            (``GroupKFold``). Each view's features are cached, so a second
+            call runs no CNN. :class:`~skbottleneck.AugmentedClassifier` does
+            all this inside ``fit``, and averages over the views at predict time.
         overwrite : bool, default=False
             Replace an existing store written with other images or another model.
         wait : bool or float, default=True
@@ -296,6 +325,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         if not hasattr(self, "n_features_out_"):
             self.fit()
         paths = check_paths(X)
+        views = check_views(augment)
         if y is not None:
             y = np.asarray(y)
             if len(y) != len(paths):
@@ -303,16 +333,19 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                     f"X and y must have the same length; got {len(paths)} paths and {len(y)} labels."
                 )
         if store is None:
-            return self._extract_in_memory(paths, y, client=client)
+            return self._extract_in_memory(paths, y, client=client, views=views)
         return self._extract_to_store(paths, y, store, overwrite=overwrite, wait=wait,
-                                      client=client)
+                                      client=client, views=views)
 
     # ------------------------------------------------------------- the runs
-    def _run(self, paths, rows, sink, *, background=False, client=None):
+    def _run(self, paths, rows, sink, *, background=False, client=None, views=None):
         """Plan and run ``paths[rows]`` on an engine (its CNN stage on Dask when active)."""
-        engine = ExtractionEngine(self)
+        engine = ExtractionEngine(self, views=views)
         cluster_stats = None
         client = active_client(client)
+        if client is not None and views is not None:
+            raise ValueError("extract(augment=...) does not run on a Dask cluster yet; "
+                             "call it without a client.")
         if client is not None:
             if engine.cache is None:
                 raise ValueError(cluster_error(self))
@@ -326,38 +359,46 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             result.stats["cluster"] = cluster_stats
         return result
 
-    def _extract_in_memory(self, paths, y, *, client):
-        n = len(paths)
-        sink = ArraySink(n, self.n_features_out_, self.dtype)
-        result = self._run(paths, np.arange(n), sink, client=client)
+    def _extract_in_memory(self, paths, y, *, client, views=None):
+        n, v = len(paths), 1 if views is None else views.n_views
+        sink = ArraySink(n * v, self.n_features_out_, self.dtype)
+        result = self._run(paths, np.arange(n), sink, client=client, views=views)
         if result.failed:
-            result.kept = np.flatnonzero(sink.ok)
-            result.features = sink.out[result.kept]
+            result.kept = np.flatnonzero(sink.ok[::v])
+            result.features = sink.out[_view_rows(result.kept, v)]
             _warn_skipped(result.failed, n)
         else:
             result.kept, result.features = np.arange(n), sink.out
-        result.y = None if y is None else y[result.kept]
+        result.y = None if y is None else np.repeat(y[result.kept], v)
+        if views is not None:
+            result.groups, result.views = _view_index(result.kept, v)
         _LAST_RESULT[self] = result
         return result
 
-    def _extract_to_store(self, paths, y, store, *, overwrite, wait, client):
+    def _extract_to_store(self, paths, y, store, *, overwrite, wait, client, views=None):
+        v = 1 if views is None else views.n_views
+        metadata = store_metadata(self.fingerprint_)
+        if views is not None:  # n_views consecutive rows per image
+            metadata.update(augment=views.describe(), n_views=v)
         # the writer takes the store's lock, then checks that the missing
         # rows fit on the disk before it creates anything
         writer = StoreWriter(
             store,
-            paths=[os.fspath(p) for p in paths],
-            labels=y,
+            paths=[os.fspath(p) for p in paths for _ in range(v)],
+            labels=None if y is None else np.repeat(y, v),
             n_features=self.n_features_out_,
             dtype=self.dtype,
-            metadata=store_metadata(self.fingerprint_),
+            metadata=metadata,
             overwrite=overwrite,
             wait=wait,
             check_space=True,
             verbose=self.verbose,
         )
         with writer:  # closed, and its lock released, whatever happens
-            rows = np.asarray(writer.missing_rows(), dtype=np.intp)
-            result = self._run(paths, rows, writer.write_rows, background=True, client=client)
+            # the views of an image are written together: missing whole
+            rows = np.unique(np.asarray(writer.missing_rows(), dtype=np.intp) // v)
+            result = self._run(paths, rows, writer.write_rows, background=True, client=client,
+                               views=views)
             failed = result.failed
             if writer.finished:  # a store of the readable images lists the others
                 with FeatureStore(writer.path) as done:
@@ -373,10 +414,12 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                 error.failed = failed  # every image, with its reason
                 raise error
             else:  # on_error="skip": the store holds the readable images, in order
-                out = writer.finalize_subset(keep,
+                out = writer.finalize_subset(_view_rows(keep, v),
                                              metadata={"skipped_images": json.dumps(failed)})
                 _warn_skipped(failed, len(paths), where=f" of {out.path}")
         result.features, result.kept, result.failed = out, keep, failed
+        if views is not None:
+            result.groups, result.views = _view_index(keep, v)
         out.extraction = _LAST_RESULT[self] = result
         return out
 
@@ -405,6 +448,19 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+def _view_rows(images, n_views):
+    """The rows of ``images`` (indices) when each has ``n_views`` consecutive rows."""
+    images = np.asarray(images, dtype=np.intp)
+    if n_views == 1:
+        return images
+    return (images[:, None] * n_views + np.arange(n_views)).ravel()
+
+
+def _view_index(images, n_views):
+    """``(groups, views)``: the image and the view of each row of ``images``' views."""
+    return np.repeat(images, n_views), np.tile(np.arange(n_views), len(images))
 
 
 def _warn_skipped(failed, n, where=""):

@@ -273,6 +273,25 @@ class FeatureStore(ClosingMixin):
         return [tuple(item) for item in value]
 
     @property
+    def n_views(self):
+        """Rows per image: the augmented views ``extract(..., augment=...)`` wrote (1 without)."""
+        return int(self.metadata.get("n_views", 1))
+
+    @property
+    def image_index(self):
+        """The image of each row (0, 1, ... in store order; an image's views share it).
+
+        Pass it as ``groups`` to a cross-validation splitter (``GroupKFold``)
+        so that the views of one image are never on both sides of a split.
+        """
+        return np.arange(len(self)) // self.n_views
+
+    @property
+    def view_index(self):
+        """The view of each row (0: the image itself; all 0 without views)."""
+        return np.arange(len(self)) % self.n_views
+
+    @property
     def paths(self):
         """Image paths, one per row (ndarray of str)."""
         return self._read_once("paths", lambda f: _read_strings(f["paths"]))
