@@ -3,7 +3,8 @@
 Real Keras models throughout: small inputs (32-75 px) and seeded random
 weights, except for the EfficientNet-Lite0 ImageNet classifier, whose
 predictions on two real photos are the proof that the weight conversion is
-right.
+right. EfficientNet-Lite1 and Lite2 have their own module,
+``test_lite_backbones.py``.
 """
 
 import collections
@@ -34,7 +35,7 @@ from skbottleneck.backbones import (
     weights_identity,
 )
 from skbottleneck.extraction._fold import fold_batch_norm
-from skbottleneck.backbones._efficientnet_lite import lite0_weights_path
+from skbottleneck.backbones._efficientnet_lite import lite_weights_path
 
 REQUIRED_BACKBONES = [
     "vgg16", "vgg19", "resnet50", "resnet101", "mobilenet_v2",
@@ -42,7 +43,7 @@ REQUIRED_BACKBONES = [
     "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
     "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s",
     "inception_v3", "xception", "densenet121", "convnext_tiny",
-    "efficientnet_lite0",
+    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
 ]
 
 # Backbones that take more than ~2.5 s to build on 2 CPU cores.
@@ -136,7 +137,7 @@ def test_lite0_backbone_matches_classifier_features(lite0_classifier, keras):
 
 
 def test_lite0_state_dict_has_efficientnet_b0_layout_without_se():
-    state = load_torch_state_dict(lite0_weights_path())
+    state = load_torch_state_dict(lite_weights_path("efficientnet_lite0"))
     assert isinstance(state, collections.OrderedDict)
     assert all(isinstance(v, np.ndarray) for v in state.values())
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
@@ -400,7 +401,7 @@ def test_list_backbones_has_the_documented_names():
         assert backbone.preprocessing in PREPROCESSING_MODES
         assert backbone.min_size <= backbone.default_size
     assert [n for n in names if get_backbone(n).offline_weights] == [
-        "efficientnet_lite0"]
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 
 def test_default_sizes():
@@ -409,6 +410,7 @@ def test_default_sizes():
     assert [sizes[f"efficientnet_b{i}"] for i in range(8)] == [
         224, 240, 260, 300, 380, 456, 528, 600]
     assert sizes["efficientnet_v2_s"] == 384
+    assert [sizes[f"efficientnet_lite{i}"] for i in range(3)] == [224, 240, 260]
     assert sizes["convnext_tiny"] == sizes["resnet50"] == 224
 
 

