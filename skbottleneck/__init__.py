@@ -32,9 +32,11 @@ _EXPORTS = {
     "get_backbone": "backbones",
     "ImageError": "images",
     "load_image": "images",
+    "find_similar": "similarity",
+    "SimilarityResult": "similarity",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "heads", "images", "incremental", "keras_mlp", "store", "utils"}
+               "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

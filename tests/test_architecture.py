@@ -34,6 +34,7 @@ RANKS = {
     "heads": 7,
     "incremental": 7,  # re-export shim of heads
     "keras_mlp": 7,  # re-export shim of heads
+    "similarity": 7,  # nearest stored images: a store searched with the extraction's CNN
     "distributed": 8,
     "report": 9,
     "_model_files": 9,  # saving and loading fitted pipelines (skops, joblib)

@@ -22,9 +22,9 @@ The package is thin: ``_parser`` (the arguments), ``_main`` (dispatch and
 errors), ``_output`` (messages and exit statuses), ``_files`` (the inputs and
 outputs, checked before work starts), and one module per command
 (``_backbones``, ``_extract``, ``_train``, ``_evaluate`` with ``predict``,
-``_cache``) calling the library. A command's module is imported only when it
-runs, and TensorFlow only by the commands that run a CNN, so ``--help``,
-``backbones`` and ``cache`` answer at once.
+``_similar``, ``_cache``) calling the library. A command's module is
+imported only when it runs, and TensorFlow only by the commands that run a
+CNN, so ``--help``, ``backbones`` and ``cache`` answer at once.
 """
 
 from ._main import main

@@ -23,7 +23,8 @@ __all__ = ["main"]
 # command -> module that runs it (imported only when that command runs, so that
 # `--help`, `backbones` and `cache` do not import the CNN and training stack)
 _COMMANDS = {"backbones": "_backbones", "extract": "_extract", "train": "_train",
-             "evaluate": "_evaluate", "predict": "_evaluate", "cache": "_cache"}
+             "evaluate": "_evaluate", "predict": "_evaluate", "similar": "_similar",
+             "cache": "_cache"}
 
 
 def _command(name):

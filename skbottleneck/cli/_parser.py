@@ -225,6 +225,30 @@ def build_parser():
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--verbose", "-v", action="store_true", help="progress bar on stderr")
 
+    # similar
+    p = sub.add_parser("similar", help="find the stored images most similar to query images",
+                       description="Find the images of a feature store nearest each query image "
+                                   "by cosine distance between their CNN features (the query "
+                                   "images go through the store's own model, rebuilt from its "
+                                   "metadata). Folders are searched recursively for images. A "
+                                   "store whose features take more than 256 MiB is read in chunks (bounded memory). Unreadable "
+                                   "query images get an error message; the exit status is then 1.")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("images", nargs="+", metavar="IMAGE|IMAGE_DIR", help="query images")
+    p.add_argument("-k", type=_positive_int, default=5, metavar="K",
+                   help="stored images to list per query, nearest first (default: 5)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--method", choices=("auto", "in_memory", "streaming"), default="auto",
+                   help="in_memory: scikit-learn's NearestNeighbors on the features read into "
+                        "memory; streaming: read the store in chunks, keeping the k best; auto: "
+                        "in memory when the features take at most 256 MiB (default)")
+    p.add_argument("--chunk-size", type=_chunk_size, default="auto",
+                   help="rows read at a time when streaming (an int), or a memory budget such "
+                        "as 64MiB; auto: 1,024 rows, fewer when that would pass 64 MiB (default)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="the weights file the features were extracted with, when it was a file "
+                        "(the store records only its checksum)")
+
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",
                        description="Show the size of the feature cache per model, or clear it.")
