@@ -43,9 +43,12 @@ def head():
 
 
 def fashion_task(n_train, n_test):
-    from bench_memory import image_files
+    from bench_memory import FASHION, WORK as MEMORY_WORK, image_files
 
     entries = image_files(n_train + n_test)
+    if (MEMORY_WORK / "fashion_png" / "SOURCE").read_text() != "fashion-mnist":
+        raise SystemExit(f"Fashion-MNIST is not installed at {FASHION} (apt install "
+                         "dataset-fashion-mnist): the fashion task needs the real images")
     paths = [e[0] for e in entries]
     labels = np.array([e[1] for e in entries])
     return (paths[:n_train], labels[:n_train], paths[n_train:], labels[n_train:], 64)

@@ -34,6 +34,14 @@ def image_files(n_max):
     """Up to ``n_max`` PNG files (Fashion-MNIST when installed) and their labels."""
     folder = WORK / "fashion_png"
     index = folder / "index.json"
+    source_file = folder / "SOURCE"
+    real = (FASHION / "train-images-idx3-ubyte.gz").exists()
+    made_from = source_file.read_text() if source_file.exists() else None
+    if index.exists() and made_from != ("fashion-mnist" if real else "generated"):
+        # made before the data set was installed (or after it was removed): make them again
+        for path in folder.glob("*.png"):
+            path.unlink()
+        index.unlink()
     if index.exists():
         entries = json.loads(index.read_text())
         if len(entries) >= n_max:
@@ -65,7 +73,7 @@ def image_files(n_max):
             Image.fromarray(images[i]).save(path)
         entries.append([str(path), int(labels[i])])
     index.write_text(json.dumps(entries))
-    (folder / "SOURCE").write_text(source)
+    source_file.write_text(source)
     return entries
 
 

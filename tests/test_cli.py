@@ -259,6 +259,69 @@ def test_train_other_heads(store, env, tmp_path, head, extra):
     assert joblib.load(out).named_steps["head"].get_params()["epochs"] == 3
 
 
+def test_train_logreg_is_exact_when_the_store_fits_in_memory(store, photos, env, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    out = tmp_path / "exact.skops"
+    result = ok(["train", store, "--out", out], env)  # --head logreg is the default
+    assert "solver: exact (L-BFGS in memory" in result.stderr
+    assert "exact solver" in result.stdout and "validation accuracy:" in result.stdout
+    import skops.io
+
+    pipeline = skops.io.load(out, trusted=skops.io.get_untrusted_types(file=str(out)))
+    assert [name for name, _ in pipeline.steps] == ["features", "scale", "head"]
+    head = pipeline.named_steps["head"]
+    assert isinstance(head, LogisticRegression) and head.C == 0.1
+    # a safe model file (sklearn's own types only, beyond the package's) that predicts images
+    assert not [t for t in skops.io.get_untrusted_types(file=str(out))
+                if not t.startswith("skbottleneck.")]
+    paths = sorted(str(p) for p in photos.glob("*/*.jpg"))
+    truth = [os.path.basename(os.path.dirname(p)) for p in paths]
+    assert np.mean(pipeline.predict(paths) == np.asarray(truth)) >= 0.75
+
+
+def test_train_logreg_solver_choice():
+    from argparse import Namespace
+
+    from skbottleneck.cli._train import choose_solver, exact_logreg
+
+    args = Namespace(head="logreg", epochs=None, param=[("C", 1.0)], memory_budget="1MiB")
+    assert choose_solver(args, 26, 512)[0] == "exact"  # 208 KiB
+    assert exact_logreg(args.param).named_steps["head"].C == 1.0
+    assert choose_solver(Namespace(**{**vars(args), "memory_budget": "200KiB"}), 26, 512) == (
+        "sgd", "SGD out of core (the rows in memory would take 208.0 KiB, over the 200.0 KiB "
+        "budget)")
+    # a parameter only SGD has, or --epochs, asks for the out-of-core loop
+    assert choose_solver(Namespace(**{**vars(args), "param": [("alpha", 1e-3)]}), 26, 512)[1] == (
+        "SGD out of core (--param alpha is a parameter of SGD)")
+    assert choose_solver(Namespace(**{**vars(args), "epochs": 3}), 26, 512)[0] == "sgd"
+    assert choose_solver(Namespace(**{**vars(args), "head": "mlp"}), 26, 512)[0] == "sgd"
+    with pytest.raises(ValueError, match="no parameter 'alpha'; its parameters are: C"):
+        exact_logreg([("alpha", 1e-3)])
+
+
+def test_train_logreg_trains_out_of_core_when_over_the_memory_budget(store, env, tmp_path,
+                                                                     monkeypatch):
+    from skbottleneck import IncrementalClassifier
+    from skbottleneck.cli._parser import build_parser
+    from skbottleneck.cli._train import cmd_train
+
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", env["SKBOTTLENECK_CACHE_DIR"])
+    out = tmp_path / "m.joblib"
+    args = build_parser().parse_args(["train", str(store), "--out", str(out), "-q"])
+    # 26 training rows x 512 features take 208 KiB in memory with the exact solver
+    args.memory_budget = "64KiB"
+    assert cmd_train(args) == 0
+    head = joblib.load(out).named_steps["head"]
+    assert isinstance(head, IncrementalClassifier) and head.n_iter_ == head.epochs == 10
+    # the out-of-core defaults: averaged SGD, alpha=1e-3 (bench_head_defaults)
+    assert (head.estimator.loss, head.estimator.alpha, head.estimator.average) == (
+        "log_loss", 1e-3, True)
+    args.memory_budget = "1MiB"
+    assert cmd_train(args) == 0
+    assert [name for name, _ in joblib.load(out).steps] == ["features", "scale", "head"]
+
+
 def test_train_keras_mlp_and_learning_curve(store, env, tmp_path):
     pytest.importorskip("skbottleneck.keras_mlp")
     out = tmp_path / "m.joblib"

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import skbottleneck.datasets
-from skbottleneck.datasets import PHOTO_NAMES, list_images, load_image_folder, make_photo_folder
+from skbottleneck.datasets import (PHOTO_NAMES, _load_photo, list_images, load_image_folder,
+                                   make_photo_folder, make_photo_regions_split)
 from skbottleneck.images import load_image
 
 
@@ -228,6 +229,58 @@ def test_make_photo_folder_bad_parameters(tmp_path, kwargs, match):
         make_photo_folder(tmp_path / "x", **kwargs)
 
 
-def test_docstring_examples():
-    result = doctest.testmod(skbottleneck.datasets)
+@pytest.mark.parametrize("module", ["_folders", "_photos"])
+def test_docstring_examples(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"skbottleneck.datasets.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------- make_photo_regions_split
+
+
+def test_photo_regions_split_shares_no_pixel_between_train_and_test(tmp_path):
+    split = make_photo_regions_split(tmp_path / "split", classes=len(PHOTO_NAMES), n_train=6,
+                                     n_test=4, size=(24, 32), format="png")
+    train_paths, train_labels = load_image_folder(split.train)
+    test_paths, test_labels = load_image_folder(split.test)
+    assert len(train_paths) == 6 * len(PHOTO_NAMES) and len(test_paths) == 4 * len(PHOTO_NAMES)
+    assert sorted(set(test_labels)) == sorted(PHOTO_NAMES)
+    assert set(split.boxes) == set(train_paths) | set(test_paths)
+    for name in PHOTO_NAMES:
+        photo = _load_photo(name)
+        train = [split.boxes[p] for p, y in zip(train_paths, train_labels) if y == name]
+        test = [split.boxes[p] for p, y in zip(test_paths, test_labels) if y == name]
+        # every training box ends left of the split, every test box starts at or after it
+        assert max(b[3] for b in train) <= split.split_x[name] <= min(b[1] for b in test)
+        for a in train:
+            for b in test:
+                assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+        # all boxes inside the photo, so the split is a real one
+        assert all(0 <= b[1] < b[3] <= photo.shape[1] and 0 <= b[2] < b[4] <= photo.shape[0]
+                   for b in train + test)
+    # the boxes tell the truth: each file is its box of the photo, resized (and flipped)
+    for path in [train_paths[0], test_paths[-1], *test_paths[::7]]:
+        name, left, top, right, bottom, flipped = split.boxes[path]
+        expected = Image.fromarray(_load_photo(name)).crop((left, top, right, bottom)).resize(
+            (32, 24), Image.Resampling.BILINEAR)
+        if flipped:
+            expected = expected.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        np.testing.assert_array_equal(load_image(path), np.asarray(expected))
+        assert not np.array_equal(load_image(path), np.asarray(expected)[:, ::-1])
+
+
+def test_photo_regions_split_is_deterministic_and_checks_parameters(tmp_path):
+    a = make_photo_regions_split(tmp_path / "a", classes=2, n_train=2, n_test=2, size=16)
+    b = make_photo_regions_split(tmp_path / "b", classes=2, n_train=2, n_test=2, size=16)
+    files = sorted(p.relative_to(a.train.parent) for p in a.train.parent.rglob("*.jpg"))
+    assert len(files) == 8
+    assert all((a.train.parent / f).read_bytes() == (b.train.parent / f).read_bytes()
+               for f in files)
+    with pytest.raises(FileExistsError, match="not empty"):
+        make_photo_regions_split(tmp_path / "a", classes=2)
+    for kwargs, match in [({"train_fraction": 0.95}, "train_fraction"),
+                          ({"n_test": 0}, "n_test"), ({"classes": ["unicorn"]}, "classes")]:
+        with pytest.raises(ValueError, match=match):
+            make_photo_regions_split(tmp_path / "x", **kwargs)

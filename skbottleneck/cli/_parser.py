@@ -171,9 +171,10 @@ def build_parser():
                        epilog=_MODEL_FILES)
     p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
     p.add_argument("--head", choices=HEADS, default="logreg",
-                   help="logreg: logistic regression (SGD, log loss); sgd: linear SVM (SGD, hinge "
-                        "loss); mlp: scikit-learn MLPClassifier; keras-mlp: Keras dense head. "
-                        "Default: logreg")
+                   help="logreg: logistic regression (exact L-BFGS in memory when the rows fit "
+                        "the --memory-budget, else SGD with log loss out of core); sgd: linear SVM "
+                        "(SGD, hinge loss); mlp: scikit-learn MLPClassifier; keras-mlp: Keras dense "
+                        "head. Default: logreg")
     p.add_argument("--param", "-p", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the head, e.g. -p alpha=1e-4 -p hidden_layer_sizes=(256,) "
                         "(repeatable; values are Python literals)")
@@ -184,6 +185,9 @@ def build_parser():
     p.add_argument("--chunk-size", type=_chunk_size, default="auto",
                    help="rows read at a time (an int), or a memory budget such as 64MiB; "
                         "auto: 1,024 rows, fewer when that would pass 64 MiB (default)")
+    p.add_argument("--memory-budget", default="auto", metavar="SIZE",
+                   help="memory the exact logreg solver may use, such as 2GiB (auto: a quarter "
+                        "of the memory available; default); over it, logreg trains out of core")
     p.add_argument("--random-state", type=int, default=0,
                    help="seed of the split, the shuffling and the head")
     p.add_argument("--weights", metavar="PATH",

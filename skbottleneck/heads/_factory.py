@@ -3,7 +3,7 @@
 from sklearn.linear_model import SGDClassifier
 from sklearn.neural_network import MLPClassifier
 
-from ._incremental import IncrementalClassifier
+from ._incremental import DEFAULT_ESTIMATOR_PARAMS, IncrementalClassifier
 from ._keras_mlp import KerasMLPClassifier
 
 from . import HEADS
@@ -57,7 +57,7 @@ def build_head(name, params=(), *, epochs=None, chunk_size="auto", random_state=
                     "chunk_size": chunk_size}
     else:
         estimator = {
-            "logreg": lambda: SGDClassifier(loss="log_loss", random_state=random_state),
+            "logreg": lambda: SGDClassifier(**DEFAULT_ESTIMATOR_PARAMS, random_state=random_state),
             "sgd": lambda: SGDClassifier(loss="hinge", random_state=random_state),
             "mlp": lambda: MLPClassifier(random_state=random_state),
         }[name]()
