@@ -88,6 +88,12 @@ _HELD_OUT_WEIGHTS = (
     # changes which rows are held out, weighting them does not.
     "early stopping holds out different rows when rows are repeated."
 )
+_FLOAT32_ROWS = (
+    # the network runs in float32; on some CPUs (AVX2-only AMD EPYC: CI saw
+    # 2.8e-7) a row's output depends on its position in the batch by float32
+    # rounding, above the check's float64 tolerance (rtol 1e-7)
+    "float32 network: a row's probabilities move by float32 rounding with its position."
+)
 
 
 def _expected_failed_checks(estimator):
@@ -98,6 +104,8 @@ def _expected_failed_checks(estimator):
         failed["check_sample_weight_equivalence_on_dense_data"] = _SGD_WEIGHTS
         if estimator.early_stopping:
             failed["check_sample_weight_equivalence_on_dense_data"] = _HELD_OUT_WEIGHTS
+        failed["check_methods_sample_order_invariance"] = _FLOAT32_ROWS
+        failed["check_methods_subset_invariance"] = _FLOAT32_ROWS
     if isinstance(estimator, IncrementalClassifier):
         if isinstance(estimator.estimator, SGDClassifier):
             failed["check_sample_weight_equivalence_on_dense_data"] = _SGD_WEIGHTS

@@ -33,6 +33,8 @@ from skbottleneck.distributed import DaskChunks, active_client, predict_on_clust
 from skbottleneck.extraction import cnn_image_count, open_cache
 from skbottleneck.extraction._cluster_worker import extract_partition
 
+from _features import assert_same_features
+
 N_PER_CLASS = 50  # 4 classes: 200 images
 
 
@@ -96,16 +98,17 @@ def test_transform_on_cluster_equals_single_process(client, data, tmp_path):
     with joblib.parallel_backend("dask"):
         result = est.extract(paths + [str(dup)])
     X = result.features
-    # exactly the features of one process, in input order; no CNN ran here
-    np.testing.assert_array_equal(X[:-1], data["X"])
-    np.testing.assert_array_equal(X[-1], data["X"][3])
+    # the features of one process (to float32 rounding: other batches), in
+    # input order; no CNN ran here; the copy is the same row, computed once
+    assert_same_features(X[:-1], data["X"])
+    np.testing.assert_array_equal(X[-1], X[3])
     assert cnn_image_count() == before
     stats = result.stats["cluster"]
     assert stats["n_unique"] == len(paths) and stats["n_extracted"] == len(paths)
     assert stats["n_partitions"] >= 2 and stats["partition_size"] % est.batch_size == 0
     # a second run finds everything in the cache: no task at all
     with joblib.parallel_backend("dask"):
-        np.testing.assert_array_equal(est.transform(paths[::-1]), data["X"][::-1])
+        np.testing.assert_array_equal(est.transform(paths[::-1]), X[:-1][::-1])
         again = est.extract(paths[::-1])
     assert again.stats["n_cached"] == len(paths)
     assert again.stats["cluster"]["n_cached"] == len(paths)
@@ -125,7 +128,7 @@ def test_store_written_by_cluster_trains_like_a_local_one(client, data, tmp_path
                              client=client)
     assert cnn_image_count() == before
     assert "on Dask" in capfd.readouterr().err  # the progress bar
-    np.testing.assert_array_equal(on_cluster.to_numpy(), local.to_numpy())
+    assert_same_features(on_cluster.to_numpy(), local.to_numpy())
     np.testing.assert_array_equal(on_cluster.paths, local.paths)
     np.testing.assert_array_equal(on_cluster.labels, local.labels)
 
@@ -135,7 +138,8 @@ def test_store_written_by_cluster_trains_like_a_local_one(client, data, tmp_path
         return head.fit(FeatureStore(store.path)).score(data["X"][~train], labels[~train])
 
     acc = accuracy(on_cluster)
-    assert acc == accuracy(local)
+    # the same to float32 rounding: at most one test image predicted otherwise
+    assert abs(acc - accuracy(local)) <= 1 / (~train).sum() + 1e-9
     assert acc > 0.5  # 4 classes
 
 
@@ -179,9 +183,9 @@ def test_worker_killed_mid_run_leaves_a_complete_store(client, data, tmp_path):
     # the killed partition ran again elsewhere and found its first batch done
     assert stats["n_found_by_workers"] >= 8
     assert stats["n_extracted"] + stats["n_found_by_workers"] == len(paths)
-    # complete, in order, each image once, exactly the single-process features
+    # complete, in order, each image once, the single-process features
     assert len(store) == len(paths) == len(cache)
-    np.testing.assert_array_equal(store.to_numpy(), data["X"])
+    assert_same_features(store.to_numpy(), data["X"])
     np.testing.assert_array_equal(store.paths, paths)
     client.wait_for_workers(2, timeout=120)  # the nanny restarted the killed one
     assert set(client.run(os.getpid).values()) != pids
@@ -201,7 +205,7 @@ def test_keras_model_backbone_on_cluster(client, data, tmp_path):
     est = CNNFeatureTransformer(model, cache_dir=tmp_path / "cache", batch_size=8).fit()
     with joblib.parallel_backend("dask"):
         result = est.extract(paths)
-    np.testing.assert_array_equal(result.features, expected)
+    assert_same_features(result.features, expected)
     assert result.stats["cluster"]["n_partitions"] >= 2
     assert len(os.listdir(os.path.join(open_cache(est).path, "models"))) == 1
 
@@ -221,7 +225,7 @@ def test_bad_images_on_cluster(client, data, tmp_path):
     est.set_params(on_error="skip")
     with joblib.parallel_backend("dask"), pytest.warns(UserWarning, match="could not be read"):
         result = est.extract(bad)
-    np.testing.assert_array_equal(result.features, data["X"][:40])
+    assert_same_features(result.features, data["X"][:40])
     assert [os.path.basename(p) for p, _ in result.failed] == ["truncated.jpg", "empty.jpg"]
 
 
@@ -240,7 +244,7 @@ def test_seeded_random_weights_give_the_same_features_on_a_worker(client, data, 
                                 cache_dir=tmp_path / "cache").fit()
     with joblib.parallel_backend("dask"):
         X = est.transform(data["paths"][:64])
-    np.testing.assert_array_equal(X, data["X"][:64])  # the weights file holds these weights
+    assert_same_features(X, data["X"][:64])  # the weights file holds these weights
 
 
 def test_worker_without_the_cache_folder_says_so(tmp_path):
@@ -314,7 +318,7 @@ def test_without_dask_the_package_works(data, tmp_path):
         assert "dask" not in sys.modules and "distributed" not in sys.modules
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), data["X"][:6])
+    assert_same_features(np.load(tmp_path / "X.npy"), data["X"][:6])
 
 
 def test_importing_skbottleneck_distributed_does_not_import_dask():

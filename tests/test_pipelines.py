@@ -20,6 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from skbottleneck import CNNFeatureTransformer, IncrementalClassifier, KerasMLPClassifier
 from skbottleneck.extraction import cnn_image_count
 
+from _features import assert_same_features
+
 SMALL = dict(backbone="vgg16", weights=None, random_state=0, input_size=32)
 
 
@@ -110,7 +112,7 @@ def test_extraction_killed_repeatedly_resumes_to_identical_features(photo_paths,
     subprocess.run(args, check=True, capture_output=True)  # resume to the end
     X, y = FeatureStore(store).read_rows(np.arange(len(paths)))
     reference = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=None).fit()
-    np.testing.assert_array_equal(X, reference.transform(paths))
+    assert_same_features(X, reference.transform(paths))
     np.testing.assert_array_equal(y, np.arange(len(paths)) % 3)
 
 
@@ -140,8 +142,8 @@ def test_four_processes_extracting_overlapping_sets_into_one_cache(photo_paths, 
 
     single = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=None).fit()
     for i, subset in enumerate(subsets):
-        np.testing.assert_array_equal(np.load(tmp_path / f"out{i}.npy"), single.transform(subset))
-    # every image: exactly one readable row in the cache, equal to a single-process run
+        assert_same_features(np.load(tmp_path / f"out{i}.npy"), single.transform(subset))
+    # every image: exactly one readable row in the cache, a single process's features
     cnn = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=cache_dir).fit()
     cache = FeatureCache(cache_dir, cnn.fingerprint_, dtype="float32")
     cache.compact(min_shards=1)
@@ -150,7 +152,7 @@ def test_four_processes_extracting_overlapping_sets_into_one_cache(photo_paths, 
     covered = sorted({p for s in subsets for p in s})
     keys = file_keys(covered)
     assert cache.lookup(keys).all() and len(cache) == len(set(keys))
-    np.testing.assert_array_equal(cache.read(keys), single.transform(covered))
+    assert_same_features(cache.read(keys), single.transform(covered))
     before = cnn_image_count()
     cnn.transform(covered)
     assert cnn_image_count() == before
