@@ -9,11 +9,17 @@ one run:
   (c) the CNN alone on pre-decoded tensors: the Keras model in a ``tf.function``
   (f) the CNN alone on pre-decoded tensors as the transformer compiles it
       (batch normalisation folded into the convolutions): the real bound
-  (d) ``CNNFeatureTransformer.transform`` with the cache off
+  (g) (f) converted to OpenVINO, float32 (``runtime="openvino"``)
+  (h) (f) quantised to int8 by NNCF (``precision="int8"``, calibrated on
+      64 of the images)
+  (d) ``CNNFeatureTransformer.transform`` with the cache off, on TensorFlow
+      (``runtime="tensorflow"``: the transform before OpenVINO)
+  (i) ``transform`` on OpenVINO float32, (j) on OpenVINO int8
   (e) ``transform`` again with the cache on, all hits
 
-and prints the ratios d/c, d/a, d/b, e's images/s, and d/f (what the
-pipeline around the CNN costs) and f/c (what folding gains).
+and prints the ratios d/c, d/a, d/b, e's images/s, d/f (what the pipeline
+around the CNN costs), f/c (what folding gains), g/f and h/f (what
+OpenVINO gains on the CNN alone) and i/d, j/d (what it gains end to end).
 
     python benchmarks/bench_extract.py [--quick]
 """
@@ -95,10 +101,14 @@ def main(argv=None):
             for x in decoded_f32:
                 fn(x).numpy()
 
-        # (d) the transformer, cache off
-        cnn = CNNFeatureTransformer(name, weights=None, random_state=0, cache_dir=None,
-                                    batch_size=BATCH).fit()
+        # (d) the transformer, cache off, on TensorFlow; (i), (j) on OpenVINO f32, int8
+        kw = dict(weights=None, random_state=0, cache_dir=None, batch_size=BATCH)
+        cnn = CNNFeatureTransformer(name, runtime="tensorflow", **kw).fit()
         cnn.transform(paths[:BATCH])  # warm-up: traces the tf.function
+        cnn_ov = CNNFeatureTransformer(name, runtime="openvino", **kw).fit()
+        cnn_ov.transform(paths[:BATCH])  # converts (or reads the converted model)
+        cnn_q = CNNFeatureTransformer(name, precision="int8", **kw).fit(paths)
+        cnn_q.transform(paths[:BATCH])
         model.predict(spec.preprocess(decode(paths[:BATCH])), verbose=0)
 
         # (f) the transformer's own compiled CNN on pre-decoded uint8 batches
@@ -109,31 +119,46 @@ def main(argv=None):
             for x in decoded_u8:
                 runner(x)
 
+        # (g), (h) the same graph on OpenVINO, float32 and int8
+        runner_ov, runner_q = ExtractionEngine(cnn_ov).runner, ExtractionEngine(cnn_q).runner
+        decoded_np = [x.numpy() for x in decoded_u8]
+
+        def openvino_cnn_only(r):
+            return lambda: [r(x) for x in decoded_np]
+
         # (b), (c), (d) interleaved round by round: on a shared, noisy machine
         # each round's ratios compare runs made seconds apart; report medians
-        rates = {k: [] for k in "abcfd"}
+        rates = {k: [] for k in "abcfghdij"}
         X_d = None
         for _ in range(repeat):
             rates["a"].append(n_a / timed(one_by_one, 1)[0])
             rates["b"].append(n / timed(batched_predict, 1)[0])
             rates["c"].append(n / timed(cnn_only, 1)[0])
             rates["f"].append(n / timed(transformer_cnn_only, 1)[0])
+            rates["g"].append(n / timed(openvino_cnn_only(runner_ov), 1)[0])
+            rates["h"].append(n / timed(openvino_cnn_only(runner_q), 1)[0])
             t_d, result = timed(lambda: cnn.extract(paths), 1)
             X_d = result.features
             rates["d"].append(n / t_d)
-        stats = result.stats
+            t_i, result_ov = timed(lambda: cnn_ov.extract(paths), 1)
+            rates["i"].append(n / t_i)
+            rates["j"].append(n / timed(lambda: cnn_q.extract(paths), 1)[0])
+        stats, stats_ov = result.stats, result_ov.stats
+        ov_rel = float(np.abs(result_ov.features - X_d).max() / np.abs(X_d).max())
         rate = {k: statistics.median(v) for k, v in rates.items()}
 
         def ratio(x, y):  # median of the per-round ratios
             return statistics.median(u / v for u, v in zip(rates[x], rates[y]))
 
-        decoded = decoded_f32 = decoded_u8 = runner = None  # free the pre-decoded batches
+        # free the pre-decoded batches and the OpenVINO models
+        decoded = decoded_f32 = decoded_u8 = decoded_np = runner = runner_ov = runner_q = None
+        cnn_ov = cnn_q = None
 
         # (e) cache on, all hits (the first transform fills the cache)
         cache_dir = tempfile.mkdtemp(prefix="skb-bench-cache-")
         try:
-            cached = CNNFeatureTransformer(name, weights=None, random_state=0, cache_dir=cache_dir,
-                                           batch_size=BATCH).fit()
+            cached = CNNFeatureTransformer(name, **{**kw, "cache_dir": cache_dir},
+                                           runtime="tensorflow").fit()
             X_fill = cached.transform(paths)
             np.testing.assert_array_equal(X_fill, X_d)
             t_e, X_e = timed(lambda: cached.transform(paths), 5)
@@ -145,11 +170,17 @@ def main(argv=None):
                      f"{rate['f']:.1f}", f"{rate['d']:.1f}", f"{rate_e:,.0f}",
                      f"**{ratio('d', 'c'):.2f}**", f"**{ratio('d', 'a'):.1f}**",
                      f"**{ratio('d', 'b'):.2f}**", f"{ratio('d', 'f'):.2f}",
-                     f"{ratio('f', 'c'):.2f}", X_d.shape[1]])
+                     f"{ratio('f', 'c'):.2f}", f"{rate['g']:.1f}", f"{rate['h']:.1f}",
+                     f"**{ratio('g', 'f'):.2f}**", f"**{ratio('h', 'f'):.2f}**",
+                     f"{rate['i']:.1f}", f"{rate['j']:.1f}", f"**{ratio('i', 'd'):.2f}**",
+                     f"**{ratio('j', 'd'):.2f}**", X_d.shape[1]])
         notes.append(
             f"- {name}, (d) stages: decode {stats['decode_s']:.2f} s of thread time, CNN "
             f"{stats['cnn_s']:.2f} s, wall {stats['wall_s']:.2f} s for {n} images; "
-            f"{stats['bn_folded']} batch normalisations folded"
+            f"{stats['bn_folded']} batch normalisations folded. (i): decode "
+            f"{stats_ov['decode_s']:.2f} s, CNN {stats_ov['cnn_s']:.2f} s, wall "
+            f"{stats_ov['wall_s']:.2f} s; OpenVINO f32 features vs TensorFlow's: max relative "
+            f"difference {ov_rel:.1e}"
         )
         print(rows[-1], flush=True)
         model = cnn = cached = None  # free the models before the next backbone
@@ -157,7 +188,8 @@ def main(argv=None):
 
     header = ["backbone", "images", "(a) predict/img", "(b) batched predict", "(c) CNN only",
               "(f) CNN only, folded", "(d) transform", "(e) cached transform", "d/c", "d/a",
-              "d/b", "d/f", "f/c", "features"]
+              "d/b", "d/f", "f/c", "(g) OpenVINO f32 CNN", "(h) int8 CNN", "g/f", "h/f",
+              "(i) transform OpenVINO f32", "(j) transform int8", "i/d", "j/d", "features"]
     body = (
         "Images/s on generated 500x375 JPEG photo patches, batch 32. (a), (b), (c), (f) and (d) "
         f"run interleaved, {repeat} rounds ((a) on fewer images): rates are medians, ratios are "
@@ -166,13 +198,19 @@ def main(argv=None):
         "name. (f) is the CNN as the transformer compiles it (uint8 in, batch normalisation folded "
         "into the convolutions, pooling in the graph), on the same pre-decoded images: the bound of "
         "the transformer itself. d/f is the share of the CNN's speed the pipeline keeps while "
-        "decoding, resizing and writing; f/c is what folding gains.\n\n"
+        "decoding, resizing and writing. (g) and (h) are (f)'s graph converted to OpenVINO "
+        "(THROUGHPUT hint, f32 inference precision) and quantised to int8 by NNCF (64 "
+        "calibration images); (d) runs on TensorFlow, (i) and (j) are the same transform on "
+        "OpenVINO f32 and int8; f/c is what folding gains.\n\n"
         + markdown_table(header, rows)
         + "\n\nTargets: d/c >= 0.95 (ResNet50), >= 0.90 (MobileNetV2); d/a >= 8 and d/b >= 1.7 "
-        "(MobileNetV2); (e) >= 20,000 img/s for 1,280-dim features.\n\n" + "\n".join(notes)
+        "(MobileNetV2); (e) >= 20,000 img/s for 1,280-dim features; g/f >= 1.4 (MobileNetV2, "
+        "ResNet50), h/f >= 2.5; i/d >= 1.3 (ResNet50), >= 1.15 (MobileNetV2); j/d >= 2 "
+        "(ResNet50).\n\n" + "\n".join(notes)
     )
     write_result("bench_extract" + ("_quick" if args.quick else ""),
-                 "Extraction throughput", body)
+                 "Extraction throughput", body,
+                 libs=("tensorflow", "keras", "openvino", "nncf", "numpy", "pillow"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Comparing features computed in different batches.
+"""Comparing features that two computations made: in other batches, or on
+TensorFlow and on OpenVINO.
 
 On some CPUs (seen on an AVX2-only AMD EPYC) TensorFlow's kernels sum in
 an order that depends on the batch size and on an image's position in its
@@ -6,7 +7,8 @@ batch, so the same image run in another batch gets features that differ by
 float32 rounding (up to 2e-6 of the largest feature;
 docs/user_guide/guarantees.rst). Rows read back from a
 cache or a store are the stored bytes and are compared exactly; features
-that two runs computed in different batches are compared with this.
+that two runs computed in different batches, or on two runtimes (OpenVINO
+float32 matches TensorFlow within the same 1e-5), are compared with this.
 """
 
 import numpy as np

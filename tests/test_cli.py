@@ -168,6 +168,24 @@ def test_extract_output_is_clean_and_rerun_is_free(store, photos, env):
         assert noise not in result.stderr
 
 
+def test_extract_runtime_is_chosen_and_said(store, photos, env, tmp_path):
+    pytest.importorskip("openvino")
+    from _features import assert_same_features
+
+    env = dict(env, SKBOTTLENECK_CACHE_DIR=str(tmp_path / "cache"))  # nothing cached yet
+    outs = {}
+    for runtime in ("tensorflow", "openvino"):
+        outs[runtime] = tmp_path / f"{runtime}.h5"
+        result = ok(["extract", photos, *SMALL, "--runtime", runtime, "--no-cache",
+                     "--out", outs[runtime]], env)
+        assert f"32 through the CNN on {runtime}" in result.stdout
+    with FeatureStore(outs["tensorflow"]) as tf_store, FeatureStore(outs["openvino"]) as ov:
+        assert_same_features(ov.to_numpy(), tf_store.to_numpy())
+    result = run(["extract", photos, *SMALL, "--runtime", "onnx", "--out", tmp_path / "x.h5"],
+                 env)
+    assert result.returncode == 2 and "--runtime" in result.stderr
+
+
 def test_extract_from_a_file_list(store, photos, env, tmp_path):
     images = sorted((photos / "coffee").glob("*.jpg"))[:3] + sorted((photos / "rocket").glob("*.jpg"))[:3]
     listing = tmp_path / "list.txt"

@@ -57,7 +57,8 @@ def cmd_extract(args):
         pooling=None if args.pooling == "none" else args.pooling,
         input_size=args.input_size, batch_size=args.batch_size, dtype=args.dtype,
         cache_dir=cache_dir, on_error=args.on_error, decode_threads=args.decode_threads,
-        random_state=args.random_state, verbose=0 if args.quiet else (2 if args.verbose else 1),
+        runtime=args.runtime, random_state=args.random_state,
+        verbose=0 if args.quiet else (2 if args.verbose else 1),
     )
     import_tf(quiet=True)
     n_classes = "" if labels is None else f" in {len(np.unique(labels))} classes"
@@ -101,7 +102,8 @@ def cmd_extract(args):
     size = os.path.getsize(out) if os.path.exists(out) else 0
     detail = ""
     if stats:
-        detail = (f" ({stats.get('n_extracted', 0)} through the CNN, "
+        on = f" on {stats['runtime']}" if stats.get("runtime") else ""
+        detail = (f" ({stats.get('n_extracted', 0)} through the CNN{on}, "
                   f"{stats.get('n_cached', 0)} from the cache)")
     echo(f"wrote {len(store)} images x {store.n_features} features ({args.dtype}) to {out} "
          f"[{format_bytes(size)}] in {elapsed:.1f} s{detail}")

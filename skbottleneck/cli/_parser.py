@@ -142,6 +142,10 @@ def build_parser():
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the stored features (float16 halves the disk space)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--runtime", choices=("auto", "tensorflow", "openvino"), default="auto",
+                   help="what runs the CNN: 'openvino' needs pip install 'skbottleneck[openvino]'; "
+                        "'auto' (default) picks it where it was checked to give TensorFlow's "
+                        "features, TensorFlow otherwise")
     p.add_argument("--random-state", type=int, help="seed of the random weights with --weights none")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--cache-dir", metavar="DIR",

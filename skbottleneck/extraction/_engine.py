@@ -412,7 +412,7 @@ class ExtractionEngine:
                 if ok:
                     if runner is None:
                         runner = self.runner
-                        stats.extra["bn_folded"] = runner.n_folded
+                        stats.extra.update(runner.run_info())  # bn_folded, runtime, ...
                     # the previous batch is on disk before this one goes through
                     # the CNN: a kill loses at most the batch in flight
                     writer.flush()

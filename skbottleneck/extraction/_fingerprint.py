@@ -5,6 +5,13 @@ layer, pooling, input size, preprocessing, dtype, feature-format version).
 Two transformers with equal fingerprints compute the same features, so it
 keys the feature cache, is recorded in every store, and is checked when a
 store is read back by a transformer.
+
+The runtime is not in it: OpenVINO's float32 features equal TensorFlow's
+to 1e-5 relative on every registry backbone (``tests/test_openvino.py``),
+as close as folding batch normalisation moves them, so both share cache
+entries and stores. ``precision="int8"`` features are a space of their
+own: their fingerprint adds the precision, the identity of the
+calibration images and the quantiser's versions.
 """
 
 import hashlib
@@ -15,8 +22,8 @@ import numpy as np
 
 from ..utils import is_keras_model
 
-__all__ = ["FEATURE_FORMAT_VERSION", "check_store", "fingerprint", "resolve_input_size",
-           "store_metadata", "weights_id"]
+__all__ = ["FEATURE_FORMAT_VERSION", "check_store", "fingerprint", "precision_of",
+           "resolve_input_size", "store_metadata", "weights_id"]
 
 #: Version of the feature format: bump it when a change of the extraction
 #: code changes the features computed for the same image and parameters, so
@@ -67,8 +74,12 @@ def weights_id(backbone, weights, random_state):
     return weights_identity(weights, random_state, backbone=get_backbone(backbone).name)
 
 
-def fingerprint(params, input_size):
-    """The fingerprint of a transformer with parameters ``params`` (``get_params()``)."""
+def fingerprint(params, input_size, calibration=None):
+    """The fingerprint of a transformer with parameters ``params`` (``get_params()``).
+
+    ``calibration`` (``precision="int8"``): the ``{"id": ...}`` of the
+    calibration images (:func:`~._int8.calibration_set`).
+    """
     backbone = params["backbone"]
     if is_keras_model(backbone):
         preprocessing, name = "none (user model)", backbone.name
@@ -77,7 +88,7 @@ def fingerprint(params, input_size):
 
         spec = get_backbone(backbone)
         preprocessing, name = spec.preprocessing, spec.name
-    return {
+    out = {
         "backbone": name,
         "weights": weights_id(backbone, params["weights"], params["random_state"]),
         "layer": params["layer"],
@@ -89,6 +100,24 @@ def fingerprint(params, input_size):
         "mixed_precision": bool(params["mixed_precision"]),
         "feature_format": FEATURE_FORMAT_VERSION,
     }
+    if params.get("precision", "float32") == "int8":
+        out.update(precision="int8", calibration=calibration["id"], quantizer=quantizer_id())
+    return out
+
+
+def quantizer_id():
+    """The versions that determine int8 features: NNCF's and OpenVINO's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"nncf-{version('nncf')}+openvino-{version('openvino')}"
+    except PackageNotFoundError:
+        return "nncf-unknown"
+
+
+def precision_of(fingerprint):
+    """``"int8"`` or ``"float32"``: the precision of a fingerprint's features."""
+    return (fingerprint or {}).get("precision", "float32")
 
 
 def store_metadata(fingerprint):
@@ -104,8 +133,18 @@ def check_store(store, fingerprint):
     """Refuse a store holding features of another model than ``fingerprint``."""
     meta = getattr(store, "metadata", {}) or {}
     theirs = meta.get("fingerprint")
-    if theirs is not None and json.loads(theirs) != fingerprint:
+    if theirs is None or json.loads(theirs) == fingerprint:
+        return
+    theirs_precision, ours = precision_of(json.loads(theirs)), precision_of(fingerprint)
+    if theirs_precision != ours:
         raise ValueError(
-            f"The FeatureStore {getattr(store, 'path', store)!s} holds features of another "
-            f"model: {theirs}; this transformer computes {json.dumps(fingerprint, sort_keys=True)}."
-        )
+            f"The FeatureStore {getattr(store, 'path', store)!s} holds {theirs_precision} "
+            f"features (precision={theirs_precision!r}) and this transformer computes "
+            f"{ours} ones (precision={ours!r}): they are different feature spaces, and a head "
+            f"trained on one is wrong on the other. Use a transformer with "
+            f"precision={theirs_precision!r} (transformer_from_store(store) rebuilds it), "
+            f"or extract the images again with this one.")
+    raise ValueError(
+        f"The FeatureStore {getattr(store, 'path', store)!s} holds features of another "
+        f"model: {theirs}; this transformer computes {json.dumps(fingerprint, sort_keys=True)}."
+    )

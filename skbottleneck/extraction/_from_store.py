@@ -12,6 +12,7 @@ def _params_from_fingerprint(fingerprint):
     params = {key: fingerprint.get(key) for key in ("backbone", "layer", "pooling", "dtype")}
     params["input_size"] = tuple(fingerprint["input_size"])
     params["mixed_precision"] = bool(fingerprint.get("mixed_precision", False))
+    params["precision"] = fingerprint.get("precision", "float32")
     return params
 
 
@@ -29,8 +30,10 @@ def transformer_from_store(store, weights=None):
     Returns
     -------
     transformer : CNNFeatureTransformer
-        Same backbone, weights, layer, pooling, input size and dtype, with
-        ``cache_dir="auto"``, ``on_error="raise"`` and ``verbose=0``.
+        Same backbone, weights, layer, pooling, input size, dtype and
+        precision, with ``cache_dir="auto"``, ``on_error="raise"`` and
+        ``verbose=0``. Fit it on the store (``transformer.fit(store)``): an
+        int8 one takes over the store's calibration that way.
 
     Raises
     ------

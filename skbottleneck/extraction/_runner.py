@@ -7,7 +7,9 @@ preprocessing, pooling and the output dtype cast inside the graph.
 
 Built runners are kept per process (:func:`get_runner`), keyed by what
 determines them, so that the clones GridSearchCV and cross_val_score make,
-and the Dask tasks of one worker process, build the CNN once.
+and the Dask tasks of one worker process, build the CNN once. A
+transformer whose ``runtime_`` is ``"openvino"`` gets an
+:class:`~._openvino.OpenVINORunner` (the same graph, converted) instead.
 """
 
 import hashlib
@@ -20,7 +22,8 @@ import numpy as np
 
 from ..utils import is_keras_model
 
-__all__ = ["CNNRunner", "cnn_image_count", "forget_runner", "get_runner", "weights_digest"]
+__all__ = ["CNNRunner", "cnn_image_count", "forget_runner", "get_runner", "tensorflow_runner",
+           "weights_digest"]
 
 _MODEL_MEMO = OrderedDict()
 _MODEL_MEMO_SIZE = 2
@@ -118,6 +121,10 @@ class CNNRunner:
         _add_cnn_images(len(images))
         return features
 
+    def run_info(self):
+        """What a run's stats record about this CNN."""
+        return {"bn_folded": self.n_folded, "runtime": "tensorflow", "precision": "float32"}
+
 
 def _cut(keras, base, layer_name):
     try:
@@ -154,27 +161,59 @@ def _memo_key(transformer):
         return None
     backbone = transformer.backbone
     return (json.dumps(fingerprint, sort_keys=True),
-            id(backbone) if is_keras_model(backbone) else None)
+            id(backbone) if is_keras_model(backbone) else None, _runtime(transformer))
+
+
+def _runtime(transformer):
+    return getattr(transformer, "runtime_", "tensorflow")
+
+
+def _build(transformer):
+    if _runtime(transformer) != "openvino":
+        return CNNRunner(transformer)
+    from ._int8 import calibration_images
+    from ._openvino import OpenVINORunner
+
+    def build_tensorflow():
+        runner = tensorflow_runner(transformer)
+        return runner, weights_digest(runner)
+
+    calibration = getattr(transformer, "calibration_", None)
+    return OpenVINORunner(transformer, build_tensorflow, on_images=_add_cnn_images,
+                          calibration=None if calibration is None else (
+                              lambda: calibration_images(calibration, transformer.input_size_)))
 
 
 def get_runner(transformer):
     """The :class:`CNNRunner` of a fitted transformer, built once per process.
 
     The two most recently used runners are kept, keyed by the fingerprint
-    (and, for a user's Keras model, the model object).
+    (and, for a user's Keras model, the model object) and the runtime.
     """
     key = _memo_key(transformer)
     with _memo_lock:
         if key is not None and key in _MODEL_MEMO:
             _MODEL_MEMO.move_to_end(key)
             return _MODEL_MEMO[key]
-    runner = CNNRunner(transformer)
+    runner = _build(transformer)
     if key is not None:
         with _memo_lock:
             _MODEL_MEMO[key] = runner
             while len(_MODEL_MEMO) > _MODEL_MEMO_SIZE:
                 _MODEL_MEMO.popitem(last=False)
     return runner
+
+
+def tensorflow_runner(transformer):
+    """The :class:`CNNRunner` of ``transformer``: the one this process already
+    built for it when there is one (an OpenVINO conversion starts from it)."""
+    key = _memo_key(transformer)
+    if key is not None:
+        key = key[:2] + ("tensorflow",)
+        with _memo_lock:
+            if key in _MODEL_MEMO:
+                return _MODEL_MEMO[key]
+    return CNNRunner(transformer)
 
 
 def forget_runner(runner):
@@ -189,7 +228,11 @@ _DIGESTS = weakref.WeakKeyDictionary()  # runner -> checksum of its weights
 
 
 def weights_digest(runner):
-    """SHA-256 of a built runner's weights (memoised per runner)."""
+    """SHA-256 of a built runner's (folded) weights (memoised per runner; an
+    OpenVINO runner's was recorded when its model was converted)."""
+    recorded = getattr(runner, "weights_sha256", None)
+    if recorded is not None:
+        return recorded
     digest = _DIGESTS.get(runner)
     if digest is None:
         h = hashlib.sha256()

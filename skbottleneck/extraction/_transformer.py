@@ -25,6 +25,8 @@ from ..utils import check_paths, is_store
 from ._cluster import active_client, cluster_error, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
 from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
+from ._int8 import calibration_set
+from ._openvino import resolve_runtime
 from ._runner import get_runner
 from ._views import check_views
 
@@ -91,7 +93,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         Dtype of the features returned and stored.
     cache_dir : str, path, "auto" or None, default="auto"
         Where features are cached. ``"auto"`` uses ``$SKBOTTLENECK_CACHE_DIR``
-        or the per-user cache folder; ``None`` disables the cache.
+        or the per-user cache folder; ``None`` disables the cache (models
+        converted to OpenVINO are still kept, under the default folder).
     on_error : {"raise", "skip"}, default="raise"
         What to do with an image that cannot be read. ``"raise"`` raises an
         :class:`~skbottleneck.ImageError` naming the file and the reason.
@@ -105,15 +108,16 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     runtime : {"auto", "tensorflow", "openvino"}, default="auto"
         What runs the CNN. ``"openvino"``: OpenVINO on the CPU (``pip install
         skbottleneck[openvino]``), faster than TensorFlow on most CPUs, with
-        the same features (see the performance guide). ``"auto"``: OpenVINO
-        when it is installed, the backbone is one it was checked on and no
-        GPU is in use; TensorFlow otherwise.
+        the same features (see the performance guide); converted once and
+        kept on disk. ``"auto"``: OpenVINO when it is installed, the backbone
+        is a registry one it was checked on and TensorFlow sees no GPU
+        (and ``mixed_precision=False``); TensorFlow otherwise.
     precision : {"float32", "int8"}, default="float32"
         ``"int8"``: run an int8 model quantised (OpenVINO + NNCF) on a sample
-        of the images of the first ``fit(X)``: several times faster, but its
-        features are a feature space of their own, never mixed with float32
-        ones (cache, stores and heads are kept apart). Train the head on
-        int8 features.
+        of the images of the first ``fit(X)`` (64, spread over X): faster,
+        but it *changes the features*: a feature space of their own,
+        never mixed with float32 ones (cache and stores are kept apart).
+        Train the head on int8 features.
     random_state : int in [0, 2**32 - 1] or None, default=None
         Seed of the random initialisation when ``weights=None`` (an int, so
         that the features can be cached and rebuilt elsewhere). With
@@ -133,6 +137,12 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         ``(height, width)`` the images are resized to.
     fingerprint_ : dict
         Everything that determines the features; the cache key of the model.
+    runtime_, precision_ : str
+        What runs the CNN (``"tensorflow"`` or ``"openvino"``) and the
+        precision of the features (``"float32"`` or ``"int8"``).
+    calibration_ : dict or None
+        int8: ``id`` (of the calibration images' content, in the
+        fingerprint), ``paths`` and ``n_images``. None for float32.
     failed_, kept_, extraction_stats_, cluster_stats_
         Deprecated (0.2; removed in 0.3): what the last run did, now
         returned by :meth:`extract` (:class:`ExtractionResult`). Reading
@@ -215,12 +225,16 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
 
         Nothing is learned from ``X``: the CNN is pretrained. ``fit`` builds
         the model (once per process, then reused) to know the feature size.
+        With ``precision="int8"``, the model is quantised on the first
+        images of ``X`` (training images).
 
         Parameters
         ----------
         X : sequence of str or FeatureStore, optional
-            Ignored, except that a :class:`~skbottleneck.FeatureStore` is
-            checked to hold features of this transformer's model.
+            Ignored for float32, except that a :class:`~skbottleneck.FeatureStore`
+            is checked to hold features of this transformer's model. int8:
+            the calibration images (64 readable ones spread over X), or a store
+            of int8 features whose calibration is taken over.
         y : ignored
 
         Returns
@@ -228,7 +242,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self : CNNFeatureTransformer
         """
         self.input_size_ = resolve_input_size(self.backbone, self.input_size)
-        self.fingerprint_ = fingerprint(self.get_params(deep=False), self.input_size_)
+        self.runtime_, self.precision_ = resolve_runtime(self), self.precision
+        self.calibration_ = calibration_set(self, X) if self.precision == "int8" else None
+        self.fingerprint_ = fingerprint(self.get_params(deep=False), self.input_size_,
+                                        self.calibration_)
         self.feature_shape_ = get_runner(self).feature_shape
         self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling is None else int(
             self.feature_shape_[-1]
@@ -323,7 +340,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             next call.
         """
         if not hasattr(self, "n_features_out_"):
-            self.fit()
+            self.fit(X)
         paths = check_paths(X)
         views = check_views(augment)
         if y is not None:
@@ -378,6 +395,9 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     def _extract_to_store(self, paths, y, store, *, overwrite, wait, client, views=None):
         v = 1 if views is None else views.n_views
         metadata = store_metadata(self.fingerprint_)
+        calibration = getattr(self, "calibration_", None)  # None: float32, or fitted before 0.3
+        if calibration is not None:  # to quantise again where the model is not cached
+            metadata["calibration_paths"] = json.dumps(calibration["paths"])
         if views is not None:  # n_views consecutive rows per image
             metadata.update(augment=views.describe(), n_views=v)
         # the writer takes the store's lock, then checks that the missing

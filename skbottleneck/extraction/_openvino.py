@@ -1,0 +1,350 @@
+"""The CNN stage on OpenVINO: the transformer's own graph, converted once, cached on disk.
+
+:class:`OpenVINORunner` converts the graph :class:`~._runner.CNNRunner`
+compiles (uint8 batches in; preprocessing, the folded CNN, pooling and the
+output dtype inside) to OpenVINO, so that OpenVINO runs the preprocessing
+and the pooling too. The graph is frozen by TensorFlow (its variables made
+constants) and converted from that GraphDef: the quickest of the paths
+tried (a SavedModel, the concrete function); the concrete function is
+converted where the GraphDef cannot be (ConvNeXt). It is compiled for the CPU
+with ``PERFORMANCE_HINT=THROUGHPUT`` and ``INFERENCE_PRECISION_HINT=f32``
+(OpenVINO would otherwise pick bf16 where the CPU has it), and each batch
+is split over the infer requests of an ``AsyncInferQueue``.
+
+Converted models are kept under ``<cache root>/openvino/<id>/`` (``id``
+from the fingerprint, the precision and the library versions), written
+under a temporary name and renamed, so that an interrupted conversion
+leaves nothing a later process could read. A process that finds the
+model there builds no Keras model at all.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+from ..utils import is_keras_model
+
+__all__ = ["OPENVINO_CHECKED", "OpenVINORunner", "model_cache_dir", "openvino_available",
+           "resolve_runtime"]
+
+#: Registry backbones whose OpenVINO features were checked equal to
+#: TensorFlow's (within 1e-5 relative, random weights, smallest input size:
+#: tests/test_openvino.py). ``runtime="auto"`` picks OpenVINO for these only.
+OPENVINO_CHECKED = frozenset({
+    "convnext_tiny", "densenet121", "densenet169", "densenet201", "efficientnet_b0",
+    "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_lite0",
+    "efficientnet_lite1", "efficientnet_lite2",
+    "efficientnet_v2_b0", "efficientnet_v2_s", "inception_resnet_v2", "inception_v3",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet101", "resnet152",
+    "resnet50", "resnet50_v2", "vgg16", "vgg19", "xception",
+})
+
+#: Folder, under the cache root, of the converted models.
+MODEL_CACHE_FOLDER = "openvino"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600
+_PRECISION_HINT = {"INFERENCE_PRECISION_HINT": "f32"}
+_core = None
+_core_lock = threading.Lock()
+
+
+def openvino_available():
+    """Whether the ``openvino`` package can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def import_openvino():
+    """The ``openvino`` module, or an ImportError that says how to install it."""
+    try:
+        import openvino
+    except ImportError as e:
+        raise ImportError("runtime='openvino' and precision='int8' need OpenVINO: "
+                          "pip install 'skbottleneck[openvino]'.") from e
+    return openvino
+
+
+def _ov_core():
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = import_openvino().Core()
+        return _core
+
+
+def _tf_sees_a_gpu():
+    from .._keras import import_tf
+
+    return bool(import_tf().config.list_physical_devices("GPU"))
+
+
+def resolve_runtime(transformer):
+    """What runs the CNN of ``transformer``: ``"tensorflow"`` or ``"openvino"``.
+
+    ``"auto"`` is OpenVINO when it is installed, the backbone is a registry
+    backbone in :data:`OPENVINO_CHECKED`, mixed precision is off and
+    TensorFlow sees no GPU (a GPU stays TensorFlow's); int8 is OpenVINO's.
+    """
+    est = transformer
+    runtime, int8 = est.runtime, est.precision == "int8"
+    if int8 and runtime == "tensorflow":
+        raise ValueError("precision='int8' runs on OpenVINO; use runtime='openvino' or "
+                         "'auto', or precision='float32' with runtime='tensorflow'.")
+    if est.mixed_precision and (runtime == "openvino" or int8):
+        raise ValueError("mixed_precision=True runs on TensorFlow (float16 compute, for a "
+                         "GPU); use runtime='tensorflow', or mixed_precision=False.")
+    if runtime == "openvino" or int8:
+        import_openvino()
+        return "openvino"
+    if runtime == "tensorflow" or est.mixed_precision or not openvino_available():
+        return "tensorflow"
+    if is_keras_model(est.backbone):
+        return "tensorflow"  # a user model: OpenVINO was not checked on it
+    from ..backbones import get_backbone
+
+    if get_backbone(est.backbone).name not in OPENVINO_CHECKED or _tf_sees_a_gpu():
+        return "tensorflow"
+    return "openvino"
+
+
+def _version(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:  # pragma: no cover - installed without metadata
+        return "unknown"
+
+
+def model_cache_dir(transformer):
+    """The folder of converted models: ``<cache root>/openvino`` (``cache_dir=None``:
+    the default root, since it turns off only the feature cache)."""
+    from ..cache import get_cache_dir
+
+    cache_dir = transformer.cache_dir
+    root = get_cache_dir(None if cache_dir is None or cache_dir == "auto" else cache_dir)
+    return os.path.join(root, MODEL_CACHE_FOLDER)
+
+
+def model_id(fingerprint, precision="float32"):
+    """The id of a converted model: the fingerprint (which holds the
+    calibration of an int8 model), the precision and the versions of the
+    libraries that built, converted and quantised it."""
+    doc = {"fingerprint": fingerprint, "precision": precision,
+           "versions": {name: _version(name) for name in ("openvino", "tensorflow", "keras")}}
+    if precision == "int8":
+        doc["versions"]["nncf"] = _version("nncf")
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32], doc
+
+
+class OpenVINORunner:
+    """The transformer's CNN graph on OpenVINO, with :class:`CNNRunner`'s interface.
+
+    Parameters
+    ----------
+    transformer : CNNFeatureTransformer
+        Fitted (``input_size_``, ``fingerprint_`` are read).
+    build_tensorflow : callable
+        Returns ``(CNNRunner, SHA-256 of its weights)``: the graph to
+        convert, called only when the converted model is not cached.
+    on_images : callable, default=None
+        Called with the number of images of each batch run (the counter of
+        :func:`~._runner.cnn_image_count`).
+    calibration : ndarray of uint8 or callable, default=None
+        For ``precision="int8"`` when the quantised model is not cached yet:
+        the calibration images, ``(n, height, width, 3)`` (or a function
+        returning them, called only then).
+
+    Attributes
+    ----------
+    model : keras.Model or None
+        The folded Keras model, when it was built in this process (None when
+        the converted model came from the disk cache).
+    feature_shape : tuple of int
+    n_folded : int
+    weights_sha256 : str
+        SHA-256 of the folded Keras model's weights (recorded at conversion).
+    conversion_s : float
+        Seconds spent converting (and quantising) in this process; 0.0 when
+        the model came from the disk cache.
+    path : str or None
+        The cached model's folder (None when it is not cacheable: unseeded
+        random weights).
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, transformer, build_tensorflow, *, on_images=None, calibration=None):
+        est = transformer
+        ov = import_openvino()
+        self._build_tensorflow, self._on_images = build_tensorflow, on_images
+        self.precision = est.precision
+        self.model, self.path, self.conversion_s = None, None, 0.0
+        cacheable = est.fingerprint_.get("weights") is not None
+        if cacheable:
+            key, doc = model_id(est.fingerprint_, est.precision)
+            self.path = os.path.join(model_cache_dir(est), key)
+        loaded = _load(self.path) if cacheable else None
+        if loaded is None:
+            t = time.perf_counter()
+            ov_model, info = self._convert(est, calibration)
+            self.conversion_s = time.perf_counter() - t
+            info["conversion_s"] = round(self.conversion_s, 3)
+            if cacheable:
+                _save(self.path, ov_model, {**doc, **info})
+            _say(est, f"converted {est.fingerprint_['backbone']} to OpenVINO "
+                      f"({self.precision}) in {self.conversion_s:.1f} s"
+                      + (f"; saved to {self.path}" if cacheable else ""))
+        else:
+            ov_model, info = loaded
+            _say(est, f"OpenVINO model of {est.fingerprint_['backbone']} ({self.precision}) "
+                      f"read from {self.path}")
+        self.feature_shape = tuple(info["feature_shape"])
+        self.n_folded = int(info["n_folded"])
+        self.weights_sha256 = info["weights_sha256"]
+        compiled = _ov_core().compile_model(ov_model, "CPU", {
+            "PERFORMANCE_HINT": "THROUGHPUT", **_PRECISION_HINT})
+        self._n_requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._queue = ov.AsyncInferQueue(compiled, self._n_requests)
+        self._queue.set_callback(self._done)
+        self._out = {}
+        self._lock = threading.Lock()
+
+    def _convert(self, est, calibration):
+        """``(model, info)``: converted from the Keras model (int8: quantised from
+        the float32 conversion, itself read from the disk cache when there)."""
+        if self.precision == "int8":
+            from ._int8 import quantize
+
+            f32 = {k: v for k, v in est.fingerprint_.items()
+                   if k not in ("precision", "calibration", "quantizer")}
+            key, doc = model_id(f32)
+            path = os.path.join(model_cache_dir(est), key) if f32["weights"] else None
+            loaded = _load(path)
+            if loaded is None:
+                loaded = self._convert_keras(est)
+                if path is not None:
+                    _save(path, loaded[0], {**doc, **loaded[1]})
+            images = calibration() if callable(calibration) else calibration
+            return quantize(loaded[0], images, quiet=est.verbose < 2), loaded[1]
+        return self._convert_keras(est)
+
+    def _convert_keras(self, est):
+        tf_runner, digest = self._build_tensorflow()
+        self.model = tf_runner.model
+        info = {"feature_shape": list(tf_runner.feature_shape), "n_folded": tf_runner.n_folded,
+                "weights_sha256": digest}
+        return convert_graph(tf_runner), info
+
+    def _done(self, request, index):
+        self._out[index] = request.get_output_tensor(0).data.copy()
+
+    def __call__(self, images):
+        """Features of a uint8 batch ``(n, height, width, 3)``, as a numpy array."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        n = len(images)
+        parts = np.array_split(images, min(self._n_requests, n)) if n else [images]
+        with self._lock:  # one batch at a time: the queue and its outputs are shared
+            self._out = {}
+            for i, part in enumerate(parts):
+                self._queue.start_async({0: part}, i)
+            self._queue.wait_all()
+            features = np.concatenate([self._out[i] for i in range(len(parts))])
+        if self._on_images is not None:
+            self._on_images(n)
+        return features
+
+    def run_info(self):
+        """What a run's stats record about this CNN."""
+        return {"bn_folded": self.n_folded, "runtime": "openvino", "precision": self.precision,
+                "conversion_s": self.conversion_s}
+
+
+def convert_graph(tf_runner):
+    """The OpenVINO model of a :class:`CNNRunner`'s compiled graph (uint8 in, features out)."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    ov = import_openvino()
+    function = tf_runner._fn.get_concrete_function()
+    try:
+        frozen = convert_variables_to_constants_v2(function)
+        return ov.convert_model(frozen.graph.as_graph_def())
+    except Exception:  # noqa: BLE001 - e.g. ConvNeXt: a nested function call the GraphDef
+        return ov.convert_model(function)  # reader cannot follow; slower, but converts
+
+
+def _say(est, message):
+    if est.verbose:
+        print(f"[CNNFeatureTransformer] {message}", flush=True)
+
+
+def _load(path):
+    """``(model, info)`` of a converted model folder, or None when there is none
+    (a damaged one is moved aside and removed)."""
+    if path is None or not os.path.isdir(path):
+        return None
+    try:
+        with open(os.path.join(path, "info.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        model = _ov_core().read_model(os.path.join(path, "model.xml"))
+        _ = info["feature_shape"], info["n_folded"], info["weights_sha256"]
+    except Exception:  # unreadable: converted again, and replaced
+        _discard(path)
+        return None
+    return model, info
+
+
+def _discard(path):
+    aside = f"{path}.trash-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _save(path, ov_model, info):
+    """Write the model folder under a temporary name, fsync it, rename it to ``path``."""
+    from ..cache._fileio import _fsync_dir, _fsync_file
+
+    ov = import_openvino()
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale(parent)
+    tmp = os.path.join(parent, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+                               f"{os.path.basename(path)}")
+    try:
+        os.makedirs(tmp)
+        ov.save_model(ov_model, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
+        with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, sort_keys=True, indent=1)
+        for name in os.listdir(tmp):
+            _fsync_file(os.path.join(tmp, name))
+        _fsync_dir(tmp)
+        os.rename(tmp, path)
+    except OSError:  # another process renamed its copy first, or the disk is full:
+        shutil.rmtree(tmp, ignore_errors=True)  # the model is used from memory
+        return
+    _fsync_dir(parent)
+
+
+def _remove_stale(parent):
+    """Remove what interrupted conversions left (temporary folders over an hour old)."""
+    now = time.time()
+    for entry in os.scandir(parent):
+        if ".trash-" in entry.name or entry.name.startswith(_TMP_PREFIX):
+            try:
+                old = now - entry.stat().st_mtime > _STALE_TMP_SECONDS
+            except OSError:
+                continue
+            if old or ".trash-" in entry.name:
+                shutil.rmtree(entry.path, ignore_errors=True)
