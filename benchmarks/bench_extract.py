@@ -21,7 +21,7 @@ and prints the ratios d/c, d/a, d/b, e's images/s, d/f (what the pipeline
 around the CNN costs), f/c (what folding gains), g/f and h/f (what
 OpenVINO gains on the CNN alone) and i/d, j/d (what it gains end to end).
 
-    python benchmarks/bench_extract.py [--quick]
+    python benchmarks/bench_extract.py [--quick] [--rounds N] [--backbones NAME ...]
 """
 
 import argparse
@@ -61,8 +61,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, one repeat")
     parser.add_argument("--backbones", nargs="*", default=list(SIZES))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     args = parser.parse_args(argv)
-    repeat = 1 if args.quick else 5
+    repeat = 1 if args.quick else args.rounds
     keras, tf = import_keras(), import_tf()
 
     rows, notes = [], []
@@ -175,7 +176,9 @@ def main(argv=None):
                      f"{rate['i']:.1f}", f"{rate['j']:.1f}", f"**{ratio('i', 'd'):.2f}**",
                      f"**{ratio('j', 'd'):.2f}**", X_d.shape[1]])
         notes.append(
-            f"- {name}, (d) stages: decode {stats['decode_s']:.2f} s of thread time, CNN "
+            f"- {name}, (d) stages: decode {stats['decode_s']:.2f} s summed over the decode "
+            f"threads ({1000 * stats['decode_s'] / n:.1f} ms per image, waits for a core "
+            f"included; bench_decode.py measures core time), CNN "
             f"{stats['cnn_s']:.2f} s, wall {stats['wall_s']:.2f} s for {n} images; "
             f"{stats['bn_folded']} batch normalisations folded. (i): decode "
             f"{stats_ov['decode_s']:.2f} s, CNN {stats_ov['cnn_s']:.2f} s, wall "

@@ -103,9 +103,11 @@ def test_auto_picks_openvino_for_checked_backbones_only(tiny):
 
 
 def test_converted_model_is_cached_and_a_second_process_does_not_convert(photo_paths,
-                                                                         tmp_path):
+                                                                         tmp_path, monkeypatch):
     paths = [str(p) for p in photo_paths[0][:8]]
-    kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "cache"))
+    # converted models live under the default cache root (not cache_dir), one per machine
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(tmp_path / "cache"))
+    kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "features"))
     cnn = CNNFeatureTransformer("mobilenet_v2", runtime="openvino", **kw).fit()
     result = cnn.extract(paths)
     assert result.stats["conversion_s"] > 0
@@ -138,10 +140,12 @@ def test_converted_model_is_cached_and_a_second_process_does_not_convert(photo_p
     assert report == {"conversion_s": 0.0, "keras_model_built": False}
 
 
-def test_an_interrupted_or_damaged_conversion_is_redone(tiny, photo_paths, tmp_path):
+def test_an_interrupted_or_damaged_conversion_is_redone(tiny, photo_paths, tmp_path,
+                                                         monkeypatch):
     paths = photo_paths[0][:4]
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "cache" / MODEL_CACHE_FOLDER
-    kw = dict(runtime="openvino", cache_dir=str(tmp_path / "cache"))
+    kw = dict(runtime="openvino", cache_dir=None)
     expected = CNNFeatureTransformer(tiny, runtime="tensorflow", cache_dir=None).fit_transform(
         paths)
     first = CNNFeatureTransformer(tiny, **kw).fit()

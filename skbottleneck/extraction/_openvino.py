@@ -11,7 +11,7 @@ with ``PERFORMANCE_HINT=THROUGHPUT`` and ``INFERENCE_PRECISION_HINT=f32``
 (OpenVINO would otherwise pick bf16 where the CPU has it), and each batch
 is split over the infer requests of an ``AsyncInferQueue``.
 
-Converted models are kept under ``<cache root>/openvino/<id>/`` (``id``
+Converted models are kept under ``<default cache root>/openvino/<id>/`` (``id``
 from the fingerprint, the precision and the library versions), written
 under a temporary name and renamed, so that an interrupted conversion
 leaves nothing a later process could read. A process that finds the
@@ -123,14 +123,15 @@ def _version(name):
         return "unknown"
 
 
-def model_cache_dir(transformer):
-    """The folder of converted models: ``<cache root>/openvino`` (``cache_dir=None``:
-    the default root, since it turns off only the feature cache)."""
+def model_cache_dir(transformer=None):
+    """The folder of converted models: ``openvino/`` under the default cache
+    root (``$SKBOTTLENECK_CACHE_DIR`` or the per-user cache folder), whatever
+    the transformer's ``cache_dir``: a conversion depends on the model and
+    the library versions only, so one per machine serves every feature
+    cache (and ``cache_dir=None``, which turns off the feature cache only)."""
     from ..cache import get_cache_dir
 
-    cache_dir = transformer.cache_dir
-    root = get_cache_dir(None if cache_dir is None or cache_dir == "auto" else cache_dir)
-    return os.path.join(root, MODEL_CACHE_FOLDER)
+    return os.path.join(get_cache_dir(None), MODEL_CACHE_FOLDER)
 
 
 def model_id(fingerprint, precision="float32"):

@@ -93,8 +93,8 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         Dtype of the features returned and stored.
     cache_dir : str, path, "auto" or None, default="auto"
         Where features are cached. ``"auto"`` uses ``$SKBOTTLENECK_CACHE_DIR``
-        or the per-user cache folder; ``None`` disables the cache (models
-        converted to OpenVINO are still kept, under the default folder).
+        or the per-user cache folder; ``None`` disables the cache. Models
+        converted to OpenVINO are kept in the default folder whatever this says.
     on_error : {"raise", "skip"}, default="raise"
         What to do with an image that cannot be read. ``"raise"`` raises an
         :class:`~skbottleneck.ImageError` naming the file and the reason.
