@@ -22,7 +22,8 @@ import numpy as np
 
 from ..utils import is_keras_model
 
-__all__ = ["FEATURE_FORMAT_VERSION", "check_store", "fingerprint", "precision_of",
+__all__ = ["FEATURE_FORMAT_VERSION", "check_store", "check_store_precision", "fingerprint",
+           "precision_of",
            "resolve_input_size", "store_metadata", "weights_id"]
 
 #: Version of the feature format: bump it when a change of the extraction
@@ -120,6 +121,18 @@ def precision_of(fingerprint):
     return (fingerprint or {}).get("precision", "float32")
 
 
+def check_store_precision(store, theirs, ours):
+    """Refuse a store of ``theirs`` precision for a transformer of ``ours``."""
+    if theirs != ours:
+        raise ValueError(
+            f"The FeatureStore {getattr(store, 'path', store)!s} holds {theirs} "
+            f"features (precision={theirs!r}) and this transformer computes "
+            f"{ours} ones (precision={ours!r}): they are different feature spaces, and a head "
+            f"trained on one is wrong on the other. Use a transformer with "
+            f"precision={theirs!r} (transformer_from_store(store) rebuilds it), "
+            f"or extract the images again with this one.")
+
+
 def store_metadata(fingerprint):
     """What a store / cache shard records about the model (library versions
     are recorded by the store itself and are not part of its identity)."""
@@ -135,15 +148,7 @@ def check_store(store, fingerprint):
     theirs = meta.get("fingerprint")
     if theirs is None or json.loads(theirs) == fingerprint:
         return
-    theirs_precision, ours = precision_of(json.loads(theirs)), precision_of(fingerprint)
-    if theirs_precision != ours:
-        raise ValueError(
-            f"The FeatureStore {getattr(store, 'path', store)!s} holds {theirs_precision} "
-            f"features (precision={theirs_precision!r}) and this transformer computes "
-            f"{ours} ones (precision={ours!r}): they are different feature spaces, and a head "
-            f"trained on one is wrong on the other. Use a transformer with "
-            f"precision={theirs_precision!r} (transformer_from_store(store) rebuilds it), "
-            f"or extract the images again with this one.")
+    check_store_precision(store, precision_of(json.loads(theirs)), precision_of(fingerprint))
     raise ValueError(
         f"The FeatureStore {getattr(store, 'path', store)!s} holds features of another "
         f"model: {theirs}; this transformer computes {json.dumps(fingerprint, sort_keys=True)}."

@@ -3,6 +3,7 @@
 import json
 import os
 
+from ._fingerprint import precision_of
 from ._transformer import CNNFeatureTransformer
 
 __all__ = ["transformer_from_store"]
@@ -12,7 +13,7 @@ def _params_from_fingerprint(fingerprint):
     params = {key: fingerprint.get(key) for key in ("backbone", "layer", "pooling", "dtype")}
     params["input_size"] = tuple(fingerprint["input_size"])
     params["mixed_precision"] = bool(fingerprint.get("mixed_precision", False))
-    params["precision"] = fingerprint.get("precision", "float32")
+    params["precision"] = precision_of(fingerprint)
     return params
 
 

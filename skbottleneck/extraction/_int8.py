@@ -99,14 +99,11 @@ def _calibration_id(keys):
 def _store_calibration(store):
     import json
 
+    from ._fingerprint import check_store_precision, precision_of
+
     meta = getattr(store, "metadata", {}) or {}
     fingerprint = json.loads(meta.get("fingerprint") or "{}")
-    where = getattr(store, "path", store)
-    if fingerprint.get("precision") != "int8":
-        raise ValueError(
-            f"The FeatureStore {where} holds float32 features and this transformer has "
-            "precision='int8': they are different feature spaces. Use precision='float32', "
-            "or extract the images again with this transformer.")
+    check_store_precision(store, precision_of(fingerprint), "int8")
     paths = json.loads(meta.get("calibration_paths") or "[]")
     return {"id": fingerprint["calibration"], "paths": paths, "n_images": len(paths)}
 

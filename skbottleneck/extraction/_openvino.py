@@ -123,7 +123,7 @@ def _version(name):
         return "unknown"
 
 
-def model_cache_dir(transformer=None):
+def model_cache_dir():
     """The folder of converted models: ``openvino/`` under the default cache
     root (``$SKBOTTLENECK_CACHE_DIR`` or the per-user cache folder), whatever
     the transformer's ``cache_dir``: a conversion depends on the model and
@@ -191,7 +191,7 @@ class OpenVINORunner:
         cacheable = est.fingerprint_.get("weights") is not None
         if cacheable:
             key, doc = model_id(est.fingerprint_, est.precision)
-            self.path = os.path.join(model_cache_dir(est), key)
+            self.path = os.path.join(model_cache_dir(), key)
         loaded = _load(self.path) if cacheable else None
         if loaded is None:
             t = time.perf_counter()
@@ -227,7 +227,7 @@ class OpenVINORunner:
             f32 = {k: v for k, v in est.fingerprint_.items()
                    if k not in ("precision", "calibration", "quantizer")}
             key, doc = model_id(f32)
-            path = os.path.join(model_cache_dir(est), key) if f32["weights"] else None
+            path = os.path.join(model_cache_dir(), key) if f32["weights"] else None
             loaded = _load(path)
             if loaded is None:
                 loaded = self._convert_keras(est)
