@@ -26,7 +26,7 @@ than unpickled.
 import os
 import zipfile
 
-from .extraction import CNNFeatureTransformer
+from .extraction import CNNFeatureTransformer, check_pipeline_precision
 from .heads import IncrementalClassifier, KerasMLPClassifier
 
 __all__ = ["SKOPS_EXTENSION", "TRUSTED_TYPES", "UntrustedModelError", "check_model_file",
@@ -183,7 +183,10 @@ def load_model(path):
     UntrustedModelError
         A skops file holding a type that is not trusted.
     ValueError
-        A ``.skops`` file that is not a skops file, or a damaged one.
+        A ``.skops`` file that is not a skops file, or a damaged one; a
+        Pipeline whose head was trained on features of another precision
+        than its transformer computes
+        (:func:`~skbottleneck.extraction.check_pipeline_precision`).
 
     Examples
     --------
@@ -202,12 +205,12 @@ def load_model(path):
     if check_model_file(path) == "joblib":
         import joblib
 
-        return joblib.load(path)
+        return check_pipeline_precision(joblib.load(path))
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        return skops.io.load(path, trusted=list(TRUSTED_TYPES))
+        return check_pipeline_precision(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
     except UntrustedTypesFoundException as e:  # pragma: no cover - check_model_file saw them
         raise UntrustedModelError(path, [str(e)]) from e
 
@@ -231,7 +234,14 @@ def save_model(model, path):
     -------
     format : {"skops", "joblib"}
         The format written.
+
+    Raises
+    ------
+    ValueError
+        A Pipeline whose head was trained on features of another precision
+        than its transformer computes (nothing is written).
     """
+    check_pipeline_precision(model)
     path = os.fspath(path)
     fmt = "skops" if path.lower().endswith(SKOPS_EXTENSION) else "joblib"
     tmp = f"{path}.tmp{os.getpid()}"

@@ -186,6 +186,39 @@ def test_extract_runtime_is_chosen_and_said(store, photos, env, tmp_path):
     assert result.returncode == 2 and "--runtime" in result.stderr
 
 
+def test_extract_int8_calibrates_on_training_images_and_test_images_reuse_it(store, photos, env,
+                                                                             workdir, tmp_path):
+    """--precision int8 on the training folder; --calibration-store gives the test
+    folder the same int8 model; a head of one precision is refused on the other."""
+    pytest.importorskip("nncf")
+    from skbottleneck.datasets import make_photo_folder
+
+    test_photos = make_photo_folder(workdir / "test_photos", n_per_class=3, size=(40, 40),
+                                    random_state=1)
+    train8, test8 = tmp_path / "train8.h5", tmp_path / "test8.h5"
+    result = ok(["extract", photos, *SMALL, "--precision", "int8", "--out", train8], env)
+    assert "32 through the CNN on openvino (int8)" in result.stdout
+    assert "int8" in result.stderr  # the first line says which model
+    result = ok(["extract", test_photos, "--calibration-store", train8, "--out", test8], env)
+    assert "12 through the CNN on openvino (int8)" in result.stdout
+    with FeatureStore(train8) as a, FeatureStore(test8) as b:
+        assert a.metadata["fingerprint"] == b.metadata["fingerprint"]  # one calibration
+        assert json.loads(a.metadata["fingerprint"])["precision"] == "int8"
+    model = tmp_path / "model8.joblib"
+    ok(["train", train8, "--head", "logreg", "--epochs", "5", "--out", model], env)
+    ok(["evaluate", model, test8, "--report", tmp_path / "report8"], env)
+    # the int8 model on the float32 store of the same images: refused, saying why
+    result = run(["evaluate", model, store, "--report", tmp_path / "wrong"], env)
+    assert_one_line_error(result, 2, "holds float32 features", "precision='int8'")
+    # the store gives the model: model flags are refused, and so is a float32 store
+    result = run(["extract", test_photos, "--calibration-store", train8, "--backbone",
+                  "resnet50", "--out", tmp_path / "x.h5"], env)
+    assert_one_line_error(result, 2, "--calibration-store takes the model", "drop --backbone")
+    result = run(["extract", test_photos, "--calibration-store", store, "--out",
+                  tmp_path / "y.h5"], env)
+    assert_one_line_error(result, 2, "needs a store of int8 features", "holds float32")
+
+
 def test_extract_from_a_file_list(store, photos, env, tmp_path):
     images = sorted((photos / "coffee").glob("*.jpg"))[:3] + sorted((photos / "rocket").glob("*.jpg"))[:3]
     listing = tmp_path / "list.txt"

@@ -225,3 +225,51 @@ def test_a_store_of_one_precision_is_refused_by_the_other(photo_paths, tmp_path)
     assert pipe[0].fingerprint_ == q.fingerprint_
     assert (pipe.predict(paths[:8]) == make_pipeline(q, pipe[-1]).predict(paths[:8])).all()
     assert_same_features(pipe[0].transform(paths[:8]), q.transform(paths[:8]))
+
+
+def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, tmp_path):
+    """Heads record the precision of their training store; every place that
+    joins a head to features of the other precision refuses it, by name."""
+    from sklearn.pipeline import make_pipeline
+
+    from skbottleneck import IncrementalClassifier, KerasMLPClassifier, report
+    from skbottleneck._model_files import load_model, save_model
+    from skbottleneck.extraction import check_pipeline_precision, transformer_from_store
+
+    paths, y = photo_paths
+    kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "cache"))
+    q = CNNFeatureTransformer("vgg16", precision="int8", **kw)
+    store8 = q.extract(paths, y, store=tmp_path / "int8.h5")
+    f32 = CNNFeatureTransformer("vgg16", **kw).fit()
+    store32 = f32.extract(paths, y, store=tmp_path / "f32.h5")
+
+    heads = [IncrementalClassifier(epochs=2, random_state=0).fit(store8),
+             KerasMLPClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0).fit(store8)]
+    for head in heads:
+        assert head.feature_precision_ == "int8"
+        name = type(head).__name__
+        for call in (head.predict, head.score, head.partial_fit):
+            with pytest.raises(ValueError, match=rf"This {name} was trained on int8 "
+                                                 r"features.*f32\.h5 holds float32 ones"):
+                call(store32)
+        assert head.predict(store8).shape == (len(paths),)  # its own precision is fine
+        with pytest.raises(ValueError, match="trained on int8 features.*float32 ones"):
+            report(head, store32, out_dir=tmp_path / "report")
+        wrong = make_pipeline(f32, head)
+        with pytest.raises(ValueError, match=f"The head '{name.lower()}' \\({name}\\) was "
+                                             "trained on int8.*'cnnfeaturetransformer'"):
+            check_pipeline_precision(wrong)
+        with pytest.raises(ValueError, match="precision='int8'"):
+            save_model(wrong, tmp_path / "wrong.skops")
+        assert not (tmp_path / "wrong.skops").exists()
+        right = make_pipeline(transformer_from_store(store8).fit(store8), head)
+        assert check_pipeline_precision(right) is right
+        save_model(right, tmp_path / "right.joblib")
+        assert (load_model(tmp_path / "right.joblib").predict(paths[:4])
+                == right.predict(paths[:4])).all()
+    # a head trained on arrays does not know, and is not refused anywhere
+    plain = IncrementalClassifier(epochs=1, random_state=0).fit(store32.read_rows(
+        np.arange(len(store32)))[0], y)
+    assert plain.feature_precision_ is None
+    assert plain.predict(store8).shape == (len(paths),)
+    check_pipeline_precision(make_pipeline(q, plain))

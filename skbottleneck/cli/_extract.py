@@ -17,6 +17,7 @@ from ._files import (
     check_writable_dir,
     check_writable_file,
     load_folder,
+    open_store,
     read_file_list,
     weights_arg,
     write_errors,
@@ -52,19 +53,15 @@ def cmd_extract(args):
     if cache_dir not in (None, "auto"):
         check_writable_dir(cache_dir, "cache folder")
 
-    transformer = CNNFeatureTransformer(
-        args.backbone, weights=weights, layer=args.layer,
-        pooling=None if args.pooling == "none" else args.pooling,
-        input_size=args.input_size, batch_size=args.batch_size, dtype=args.dtype,
-        cache_dir=cache_dir, on_error=args.on_error, decode_threads=args.decode_threads,
-        runtime=args.runtime, random_state=args.random_state,
-        verbose=0 if args.quiet else (2 if args.verbose else 1),
-    )
+    transformer = _transformer(args, cache_dir)
     import_tf(quiet=True)
     n_classes = "" if labels is None else f" in {len(np.unique(labels))} classes"
     if not args.quiet:
-        echo(f"{len(paths)} images{n_classes}; backbone {args.backbone}, "
-             f"weights {args.weights}, writing {out}", file=sys.stderr)
+        model = (f"backbone {args.backbone}, weights {args.weights}"
+                 + (", int8" if args.precision == "int8" else "")
+                 if args.calibration_store is None else
+                 f"the int8 model of {args.calibration_store} ({transformer.backbone})")
+        echo(f"{len(paths)} images{n_classes}; {model}, writing {out}", file=sys.stderr)
     extract_kwargs = {"overwrite": args.overwrite}
     if args.no_wait:
         if "wait" not in inspect.signature(transformer.extract).parameters:
@@ -103,8 +100,40 @@ def cmd_extract(args):
     detail = ""
     if stats:
         on = f" on {stats['runtime']}" if stats.get("runtime") else ""
+        on += " (int8)" if stats.get("precision") == "int8" else ""
         detail = (f" ({stats.get('n_extracted', 0)} through the CNN{on}, "
                   f"{stats.get('n_cached', 0)} from the cache)")
     echo(f"wrote {len(store)} images x {store.n_features} features ({args.dtype}) to {out} "
          f"[{format_bytes(size)}] in {elapsed:.1f} s{detail}")
     return EXIT_OK
+
+
+def _transformer(args, cache_dir):
+    """The transformer of the flags, or with ``--calibration-store`` the store's own."""
+    run = dict(batch_size=args.batch_size, cache_dir=cache_dir, on_error=args.on_error,
+               decode_threads=args.decode_threads, runtime=args.runtime,
+               verbose=0 if args.quiet else (2 if args.verbose else 1))
+    if args.calibration_store is None:
+        return CNNFeatureTransformer(
+            args.backbone, weights=weights_arg(args.weights), layer=args.layer,
+            pooling=None if args.pooling == "none" else args.pooling,
+            input_size=args.input_size, dtype=args.dtype, precision=args.precision,
+            random_state=args.random_state, **run)
+    from ._train import _transformer_from_store
+
+    moved = [f"--{dest.replace('_', '-')}" for dest, default in args.model_defaults.items()
+             if getattr(args, dest) != default and dest != "weights"]
+    if moved:
+        raise CLIError(f"--calibration-store takes the model from {args.calibration_store!r}; "
+                       f"drop {', '.join(moved)}.")
+    store = open_store(args.calibration_store)
+    weights = None if args.weights == args.model_defaults["weights"] else weights_arg(args.weights)
+    transformer = _transformer_from_store(store, weights)
+    if transformer.precision != "int8":
+        raise CLIError(f"--calibration-store needs a store of int8 features; "
+                       f"{args.calibration_store!r} holds {transformer.precision} ones (a float32 "
+                       "model needs no calibration: give its flags instead).")
+    try:
+        return transformer.set_params(**run).fit(store)  # takes over the calibration
+    except ValueError as e:
+        raise CLIError(str(e)) from e

@@ -8,6 +8,7 @@
   the CNN of ``_runner`` (one compiled model per fingerprint and process,
   batch norms folded by ``_fold``), into sinks: an array, a store, the cache;
 - ``_fingerprint``: what determines the features (the cache key, a store's identity);
+  ``_precision``: a Pipeline's head and transformer of one precision;
 - ``_views``: augmented views of an image (:class:`ImageViews`), each cached
   under its own key; ``_augmented``: :class:`AugmentedClassifier`, a head
   trained on the views (test-time augmentation at predict);
@@ -25,6 +26,7 @@ from ._cluster import (
 from ._engine import ArraySink, ExtractionEngine, ExtractionPlan, ExtractionResult, open_cache
 from ._fingerprint import FEATURE_FORMAT_VERSION
 from ._from_store import transformer_from_store
+from ._precision import check_pipeline_precision
 from ._runner import CNNRunner, cnn_image_count, get_runner
 from ._transformer import CNNFeatureTransformer
 from ._views import ImageViews
@@ -41,6 +43,7 @@ __all__ = [
     "ImageViews",
     "TASK_PREFIX",
     "active_client",
+    "check_pipeline_precision",
     "cnn_image_count",
     "default_partition_size",
     "fill_cache_on_cluster",

@@ -23,7 +23,7 @@ import numpy as np
 from ..utils import is_keras_model
 
 __all__ = ["FEATURE_FORMAT_VERSION", "check_store", "check_store_precision", "fingerprint",
-           "precision_of",
+           "precision_of", "store_precision",
            "resolve_input_size", "store_metadata", "weights_id"]
 
 #: Version of the feature format: bump it when a change of the extraction
@@ -119,6 +119,17 @@ def quantizer_id():
 def precision_of(fingerprint):
     """``"int8"`` or ``"float32"``: the precision of a fingerprint's features."""
     return (fingerprint or {}).get("precision", "float32")
+
+
+def store_precision(X):
+    """The precision of a FeatureStore's features, or None for anything else.
+
+    Read from the fingerprint the store records (``metadata["fingerprint"]``);
+    arrays, iterables and stores written without a fingerprint give None.
+    """
+    meta = getattr(X, "metadata", None)
+    theirs = meta.get("fingerprint") if isinstance(meta, dict) else None
+    return None if theirs is None else precision_of(json.loads(theirs))
 
 
 def check_store_precision(store, theirs, ours):

@@ -20,6 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
 from ..chunks import as_chunk_source, is_chunk_source
+from ..extraction._fingerprint import store_precision
 
 __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_chunk"]
 
@@ -119,6 +120,7 @@ class ChunkedHeadMixin:
         if not is_chunk_source(X):
             return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
         check_is_fitted(self)
+        self._track_precision(X, reset=False)
         return self._score_source(self._wrap(X, y, sample_weight))
 
     def _score_source(self, source):
@@ -139,8 +141,36 @@ class ChunkedHeadMixin:
         return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size,
                                multiple_of=self._chunk_multiple())
 
+    def _track_precision(self, X, *, reset):
+        """Record (``reset``) or check the precision of a FeatureStore's features.
+
+        ``feature_precision_`` is the precision of the store the head was
+        trained on (``"float32"`` or ``"int8"``), None when it was trained
+        on arrays or chunks that do not say. Once it is known, a store of the
+        other precision is refused: int8 and float32 features are different
+        feature spaces, and a head trained on one is wrong on the other.
+        """
+        theirs = store_precision(X)
+        if reset:
+            self.feature_precision_ = theirs
+            return
+        ours = getattr(self, "feature_precision_", None)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise ValueError(
+                f"This {type(self).__name__} was trained on {ours} features "
+                f"(precision={ours!r}) and the FeatureStore {getattr(X, 'path', X)!s} holds "
+                f"{theirs} ones (precision={theirs!r}): they are different feature spaces, "
+                f"and a head trained on one is wrong on the other. Extract these images "
+                f"with a transformer of precision={ours!r}, or train the head on "
+                f"{theirs} features.")
+
     def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
-        """Validate an array up front, or wrap a chunk source (checked per chunk)."""
+        """Validate an array up front, or wrap a chunk source (checked per chunk).
+
+        A FeatureStore's precision is recorded (``reset``) or checked
+        (:meth:`_track_precision`).
+        """
+        self._track_precision(X, reset=reset)
         if is_chunk_source(X):
             return self._wrap(X, y, sample_weight)
         params = self._check_params()

@@ -146,6 +146,12 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when ``X`` was a DataFrame with string column names.
+    feature_precision_ : {"float32", "int8"} or None
+        Precision of the FeatureStore the head was trained on (None for
+        arrays). A store of the other precision is refused by ``predict``,
+        ``score`` and ``partial_fit``, and a Pipeline whose
+        CNNFeatureTransformer computes the other precision by
+        :func:`~skbottleneck.extraction.check_pipeline_precision`.
     n_iter_ : int
         Epochs run by the last :meth:`fit`, plus one per later
         :meth:`partial_fit` call.

@@ -106,6 +106,12 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when ``X`` was a DataFrame with string column names.
+    feature_precision_ : {"float32", "int8"} or None
+        Precision of the FeatureStore the head was trained on (None for
+        arrays). A store of the other precision is refused by ``predict``,
+        ``score`` and ``partial_fit``, and a Pipeline whose
+        CNNFeatureTransformer computes the other precision by
+        :func:`~skbottleneck.extraction.check_pipeline_precision`.
     history_ : dict of str to list of float
         Per epoch, like ``keras.callbacks.History.history``: ``"loss"`` and
         ``"accuracy"`` (training, with dropout), and with early stopping
