@@ -425,6 +425,8 @@ class ExtractionEngine:
                 stats.advance(len(batch))
         finally:
             loaded.close()  # cancels the reading ahead, joins the threads
+            if runner is not None:  # as it ended: the batch scheme may be chosen by now
+                stats.extra.update(runner.run_info())
         return later, again
 
     def _deliver(self, ok, features, sink, writer):

@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..utils import is_keras_model
+from ._sub_batches import SPLIT, WHOLE, SchemeChooser, split_graph
 
 __all__ = ["CNNRunner", "cnn_image_count", "forget_runner", "get_runner", "tensorflow_runner",
            "weights_digest"]
@@ -71,6 +72,9 @@ class CNNRunner:
         Shape of one image's feature map before pooling.
     n_folded : int
         Batch normalisation layers folded away.
+    schemes : SchemeChooser
+        Whole batches, or on a CPU also sub-batches: the faster is measured
+        and kept (:mod:`._sub_batches`).
     """
 
     def __init__(self, transformer, fold=True):
@@ -109,21 +113,27 @@ class CNNRunner:
         base, self.n_folded = fold_batch_norm(base) if fold else (base, 0)
         self.model = base
         self.feature_shape = shape
-        self._fn = tf.function(
-            _graph(tf, base, preprocess, est.pooling, tf.as_dtype(est.dtype)),
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
-            reduce_retracing=True,
-        )
+        call = _graph(tf, base, preprocess, est.pooling, tf.as_dtype(est.dtype))
+        signature = [tf.TensorSpec([None, height, width, 3], tf.uint8)]
+        # the whole-batch graph (also what OpenVINO converts) and, on a CPU,
+        # the same graph on sub-batches: the faster is measured and kept
+        self._fn = tf.function(call, input_signature=signature, reduce_retracing=True)
+        schemes = {WHOLE: self._fn}
+        if not tf.config.list_physical_devices("GPU"):
+            schemes[SPLIT] = tf.function(split_graph(tf, call), input_signature=signature,
+                                         reduce_retracing=True)
+        self.schemes = SchemeChooser(schemes)
 
     def __call__(self, images):
         """Features of a uint8 batch ``(n, height, width, 3)``, as a numpy array."""
-        features = self._fn(images).numpy()
+        features = self.schemes(images)
         _add_cnn_images(len(images))
         return features
 
     def run_info(self):
-        """What a run's stats record about this CNN."""
-        return {"bn_folded": self.n_folded, "runtime": "tensorflow", "precision": "float32"}
+        """What a run's stats record about this CNN (with the batch scheme in use)."""
+        return {"bn_folded": self.n_folded, "runtime": "tensorflow", "precision": "float32",
+                **self.schemes.info()}
 
 
 def _cut(keras, base, layer_name):
