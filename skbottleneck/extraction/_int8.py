@@ -133,9 +133,10 @@ def calibration_images(calibration, input_size):
 
 
 def quantize(ov_model, images, quiet=True):
-    """``nncf.quantize`` of an OpenVINO model on uint8 ``images`` (default preset),
-    one image per calibration sample (batched statistics are biased). ``quiet``:
-    without NNCF's progress bars (printed on stdout)."""
+    """``nncf.quantize`` of an OpenVINO model on uint8 ``images`` with the
+    settings :data:`~._fingerprint.QUANTIZATION_SETTINGS` names, one image per calibration sample (batched
+    statistics are biased). ``quiet``: without NNCF's progress bars (printed
+    on stdout)."""
     import contextlib
     import io
     import logging
@@ -144,5 +145,8 @@ def quantize(ov_model, images, quiet=True):
 
     nncf.set_log_level(logging.ERROR)
     samples = [images[i:i + 1] for i in range(len(images))]
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
+    depthwise = nncf.IgnoredScope(types=["GroupConvolution"], validate=False)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-        return nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples))
+        return nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples),
+                             advanced_parameters=advanced, ignored_scope=depthwise)
