@@ -22,7 +22,13 @@ folded graph (random weights, seed 0) and sends its features back: they are
 compared with today's bit for bit, and, as a yardstick, today's own
 features from batches of 16 (what changing the batch alone does on this CPU).
 
+With ``--transform``, the script instead measures what counts in the end:
+``CNNFeatureTransformer.transform`` on 500x375 JPEG files (decoding and
+resizing share the cores), cache off, with the runner's scheme forced to
+whole batches or to four sub-batches, interleaved, in one process.
+
     python benchmarks/bench_tf_threads.py [--rounds N] [--backbones NAME ...] [--schemes ...]
+    python benchmarks/bench_tf_threads.py --transform [--rounds N] [--backbones NAME ...]
 """
 
 import argparse
@@ -96,12 +102,57 @@ def max_rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
+def transform_rows(backbones, rounds):
+    """``transform`` end to end, whole batches against sub-batches, interleaved."""
+    from bench_extract import SIZES, photo_jpegs
+
+    from skbottleneck import CNNFeatureTransformer
+    from skbottleneck.extraction import ExtractionEngine
+    from skbottleneck.extraction._sub_batches import SPLIT, WHOLE
+
+    rows = []
+    for name in backbones:
+        n = SIZES[name][0]
+        paths = photo_jpegs(n)
+        cnn = CNNFeatureTransformer(name, weights=None, random_state=0, cache_dir=None,
+                                    runtime="tensorflow", batch_size=BATCH).fit()
+        chooser = ExtractionEngine(cnn).runner.schemes
+        for scheme in (WHOLE, SPLIT):  # traces both graphs
+            chooser.chosen = scheme
+            cnn.transform(paths[:2 * BATCH])
+        times = {WHOLE: [], SPLIT: []}
+        for r in range(rounds):
+            for scheme in (WHOLE, SPLIT) if r % 2 == 0 else (SPLIT, WHOLE):
+                chooser.chosen = scheme
+                t = time.perf_counter()
+                cnn.transform(paths)
+                times[scheme].append(time.perf_counter() - t)
+        ratio = statistics.median(a / b for a, b in zip(times[WHOLE], times[SPLIT]))
+        rows.append([name, n, f"{n / statistics.median(times[WHOLE]):.1f}",
+                     f"{n / statistics.median(times[SPLIT]):.1f}", f"**{ratio:.2f}**"])
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="*", default=list(BATCHES))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--transform", action="store_true",
+                        help="time transform end to end, whole batches vs sub-batches")
     parser.add_argument("--schemes", nargs="*", default=list(SCHEMES), choices=list(SCHEMES))
     args = parser.parse_args(argv)
+    if args.transform:
+        rows = transform_rows(args.backbones, args.rounds)
+        body = (f"`CNNFeatureTransformer.transform` of generated 500x375 JPEG photo patches, "
+                f"cache off, batch {BATCH}, TensorFlow, the runner's scheme forced; "
+                f"{args.rounds} interleaved rounds in one process, {os.cpu_count()} cores; "
+                "images/s are medians, the ratio is the median of the per-round ratios.\n\n"
+                + markdown_table(["backbone", "images", "whole batches", "4 sub-batches",
+                                  "sub-batches / whole"], rows) + "\n")
+        write_result("bench_tf_threads_transform",
+                     "transform end to end: whole batches against sub-batches", body)
+        return
     from skbottleneck.backbones import get_backbone
 
     ctx = mp.get_context("spawn")  # a fresh interpreter: TensorFlow not started yet

@@ -53,7 +53,7 @@ def cmd_extract(args):
     if cache_dir not in (None, "auto"):
         check_writable_dir(cache_dir, "cache folder")
 
-    transformer = _transformer(args, cache_dir)
+    transformer = _transformer(args, cache_dir, weights)
     import_tf(quiet=True)
     n_classes = "" if labels is None else f" in {len(np.unique(labels))} classes"
     if not args.quiet:
@@ -103,19 +103,19 @@ def cmd_extract(args):
         on += " (int8)" if stats.get("precision") == "int8" else ""
         detail = (f" ({stats.get('n_extracted', 0)} through the CNN{on}, "
                   f"{stats.get('n_cached', 0)} from the cache)")
-    echo(f"wrote {len(store)} images x {store.n_features} features ({args.dtype}) to {out} "
+    echo(f"wrote {len(store)} images x {store.n_features} features ({transformer.dtype}) to {out} "
          f"[{format_bytes(size)}] in {elapsed:.1f} s{detail}")
     return EXIT_OK
 
 
-def _transformer(args, cache_dir):
+def _transformer(args, cache_dir, weights):
     """The transformer of the flags, or with ``--calibration-store`` the store's own."""
     run = dict(batch_size=args.batch_size, cache_dir=cache_dir, on_error=args.on_error,
                decode_threads=args.decode_threads, runtime=args.runtime,
                verbose=0 if args.quiet else (2 if args.verbose else 1))
     if args.calibration_store is None:
         return CNNFeatureTransformer(
-            args.backbone, weights=weights_arg(args.weights), layer=args.layer,
+            args.backbone, weights=weights, layer=args.layer,
             pooling=None if args.pooling == "none" else args.pooling,
             input_size=args.input_size, dtype=args.dtype, precision=args.precision,
             random_state=args.random_state, **run)
@@ -127,8 +127,8 @@ def _transformer(args, cache_dir):
         raise CLIError(f"--calibration-store takes the model from {args.calibration_store!r}; "
                        f"drop {', '.join(moved)}.")
     store = open_store(args.calibration_store)
-    weights = None if args.weights == args.model_defaults["weights"] else weights_arg(args.weights)
-    transformer = _transformer_from_store(store, weights)
+    given = args.weights != args.model_defaults["weights"]  # a weights file the store names
+    transformer = _transformer_from_store(store, weights if given else None)
     if transformer.precision != "int8":
         raise CLIError(f"--calibration-store needs a store of int8 features; "
                        f"{args.calibration_store!r} holds {transformer.precision} ones (a float32 "
