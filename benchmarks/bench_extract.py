@@ -42,7 +42,7 @@ from skbottleneck import CNNFeatureTransformer  # noqa: E402
 from skbottleneck._keras import import_keras, import_tf  # noqa: E402
 from skbottleneck.backbones import get_backbone  # noqa: E402
 from skbottleneck.datasets import load_image_folder, make_photo_folder  # noqa: E402
-from skbottleneck.extraction import ExtractionEngine  # noqa: E402
+from skbottleneck.extraction import ExtractionEngine, _runner  # noqa: E402
 from skbottleneck.images import load_image  # noqa: E402
 
 # images per backbone for (b)-(e), and for (a) which is slow by design
@@ -66,6 +66,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.rounds
+    # A process keeps its two most recent CNN runners; this script alternates
+    # three (TensorFlow, OpenVINO f32, int8), which would rebuild the
+    # TensorFlow one inside every timed (d) round: keep them all.
+    _runner._MODEL_MEMO_SIZE = 8
     keras, tf = import_keras(), import_tf()
 
     rows, notes = [], []
