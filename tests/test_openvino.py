@@ -250,7 +250,7 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
         name = type(head).__name__
         for call in (head.predict, head.score, head.partial_fit):
             with pytest.raises(ValueError, match=rf"This {name} was trained on int8 "
-                                                 r"features.*f32\.h5 holds float32 ones"):
+                                                 r"features.*f32\.h5 gives float32 ones"):
                 call(store32)
         assert head.predict(store8).shape == (len(paths),)  # its own precision is fine
         with pytest.raises(ValueError, match="trained on int8 features.*float32 ones"):

@@ -23,7 +23,7 @@ import numpy as np
 from ..utils import is_keras_model
 
 __all__ = ["FEATURE_FORMAT_VERSION", "check_store", "check_store_precision", "fingerprint",
-           "precision_of", "store_precision",
+           "precision_mismatch", "precision_of", "store_precision",
            "resolve_input_size", "store_metadata", "weights_id"]
 
 #: Version of the feature format: bump it when a change of the extraction
@@ -145,6 +145,16 @@ def store_precision(X):
     meta = getattr(X, "metadata", None)
     theirs = meta.get("fingerprint") if isinstance(meta, dict) else None
     return None if theirs is None else precision_of(json.loads(theirs))
+
+
+def precision_mismatch(head, trained, given, source):
+    """The error of a head trained on ``trained`` features given ``given`` ones by ``source``."""
+    return ValueError(
+        f"{head} was trained on {trained} features (precision={trained!r}), but {source} "
+        f"gives {given} ones (precision={given!r}): they are different feature spaces, and "
+        f"a head trained on one is wrong on the other. Use CNNFeatureTransformer(..., "
+        f"precision={trained!r}) (transformer_from_store(store) rebuilds the one of the "
+        f"head's training store), or train the head on {given} features.")
 
 
 def check_store_precision(store, theirs, ours):

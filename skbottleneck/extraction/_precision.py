@@ -11,7 +11,7 @@ package runs it where it is handed a fitted model (``load_model``,
 Pipeline they assemble.
 """
 
-from ._fingerprint import store_precision
+from ._fingerprint import precision_mismatch, store_precision
 from ._transformer import CNNFeatureTransformer
 
 __all__ = ["check_pipeline_precision"]
@@ -79,11 +79,6 @@ def check_pipeline_precision(model, X=None):
             continue
         theirs = getattr(step, "feature_precision_", None)
         if theirs is not None and ours is not None and theirs != ours:
-            raise ValueError(
-                f"The head {name!r} ({type(step).__name__}) was trained on {theirs} "
-                f"features (precision={theirs!r}), but {source} gives {ours} ones "
-                f"(precision={ours!r}): they are different feature spaces, and the head "
-                f"would be wrong on them. Use CNNFeatureTransformer(..., "
-                f"precision={theirs!r}) (transformer_from_store(store) rebuilds the one "
-                f"of the head's training store), or train the head on {ours} features.")
+            raise precision_mismatch(f"The head {name!r} ({type(step).__name__})", theirs,
+                                     ours, source)
     return model

@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
 from ..chunks import as_chunk_source, is_chunk_source
-from ..extraction._fingerprint import store_precision
+from ..extraction._fingerprint import precision_mismatch, store_precision
 
 __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_chunk"]
 
@@ -156,13 +156,8 @@ class ChunkedHeadMixin:
             return
         ours = getattr(self, "feature_precision_", None)
         if ours is not None and theirs is not None and ours != theirs:
-            raise ValueError(
-                f"This {type(self).__name__} was trained on {ours} features "
-                f"(precision={ours!r}) and the FeatureStore {getattr(X, 'path', X)!s} holds "
-                f"{theirs} ones (precision={theirs!r}): they are different feature spaces, "
-                f"and a head trained on one is wrong on the other. Extract these images "
-                f"with a transformer of precision={ours!r}, or train the head on "
-                f"{theirs} features.")
+            raise precision_mismatch(f"This {type(self).__name__}", ours, theirs,
+                                     f"the FeatureStore {getattr(X, 'path', X)!s}")
 
     def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
         """Validate an array up front, or wrap a chunk source (checked per chunk).
