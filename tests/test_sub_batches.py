@@ -36,7 +36,10 @@ def batch(photo_paths):
 def test_sub_batches_give_the_whole_batch_features(vgg, batch):
     _, runner = vgg
     schemes = runner.schemes.schemes
-    assert list(schemes) == [WHOLE, SPLIT]  # no GPU here: both are candidates
+    if len(schemes) == 1:  # a GPU: whole batches only
+        assert list(schemes) == [WHOLE]
+        pytest.skip("TensorFlow sees a GPU: batches run whole")
+    assert list(schemes) == [WHOLE, SPLIT]
     whole = schemes[WHOLE](batch).numpy()
     split = schemes[SPLIT](batch).numpy()  # 13 rows: sub-batches of 3, 3, 3 and 4
     assert split.shape == whole.shape == (13, 512)

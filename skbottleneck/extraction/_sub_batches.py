@@ -13,11 +13,12 @@ side: the cores stay busy with no change to TensorFlow's thread settings
 Which is faster depends on the CPU, its cores and the model, so
 :class:`SchemeChooser` measures it where it runs. Once a runner has run
 :data:`WARMUP_IMAGES` images whole (a short run never pays for tracing a
-second graph), its next calls alternate between the schemes (the first call of each traces its graph and
-is not timed); once each has :data:`TRIAL_CALLS` timed calls, the scheme of
-lower median time per image is kept for the rest of the process (runners
-are built once per process and model). Batches of fewer than
-:data:`MIN_ROWS` images run whole and are not timed.
+second graph), its next calls alternate between the schemes (the first
+call of each traces its graph and is not timed); once each has
+:data:`TRIAL_CALLS` timed calls, the scheme of lower median time per image
+is kept for the rest of the process (runners are built once per process and
+model). Batches of fewer than :data:`MIN_ROWS` images run whole and are not
+timed.
 
 The features agree to float32 rounding (a relative 1.4e-7 of the largest
 feature measured, the same as changing the batch size does on this CPU;
