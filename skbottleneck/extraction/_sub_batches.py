@@ -48,12 +48,23 @@ SPLIT = f"{SUB_BATCHES} sub-batches"
 
 
 def split_graph(tf, call, k=SUB_BATCHES):
-    """``call`` applied to ``k`` consecutive slices of the batch, in one graph."""
+    """``call`` applied to ``k`` consecutive slices of the batch, in one graph.
+
+    A batch of fewer than ``k`` rows runs whole: slicing it would hand the
+    CNN empty sub-batches, which some CPU kernels refuse (oneDNN's
+    convolution on Intel CPUs raises "input depth must be evenly divisible
+    by filter depth"). ``tf.cond`` runs only the branch taken, so no empty
+    tensor ever reaches a convolution.
+    """
 
     def split(images):
         n = tf.shape(images)[0]
-        parts = [call(images[n * i // k:n * (i + 1) // k]) for i in range(k)]
-        return tf.concat(parts, axis=0)
+
+        def in_parts():
+            return tf.concat([call(images[n * i // k:n * (i + 1) // k]) for i in range(k)],
+                             axis=0)
+
+        return tf.cond(n >= k, in_parts, lambda: call(images))
 
     return split
 
