@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from .utils import is_store
+from .chunks import is_row_source
 
 __all__ = ["report", "predict_labels"]
 
@@ -92,7 +92,7 @@ def _predict(model, X, chunk_size):
     predicts from its features.
     """
     features, rest = _split_pipeline(model)
-    if is_store(X):
+    if is_row_source(X):
         if features is not None:
             features.transform(X)  # raises if the store holds another model's features
         parts = [np.asarray(rest.predict(X_chunk))
@@ -277,7 +277,7 @@ def plot_learning_curve(history, path, *, title=None, matplotlib=None):
 
 # ------------------------------------------------------------------- report
 def _sample_names(X, kept):
-    if is_store(X):
+    if is_row_source(X):
         paths = getattr(X, "paths", None)
         return None if paths is None else [str(p) for p in np.asarray(paths)[kept]]
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "fiub":
@@ -367,7 +367,7 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
 
     check_pipeline_precision(model, X)  # a head of one precision on features of the other
     if y is None:
-        if not is_store(X):
+        if not is_row_source(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
         y = X.labels
     if y is None:

@@ -1,4 +1,9 @@
-"""Chunk sources: how training data reaches the out-of-core heads, chunk by chunk.
+"""Row sources and chunk sources: how training data reaches the out-of-core heads.
+
+:class:`RowSource` is the row protocol ("rows with labels that can be read
+in chunks"), implemented by the store, :class:`DaskChunks`, arrays
+(:class:`ArrayRows`) and feature files; :func:`is_row_source` tells one,
+:func:`iter_row_chunks` is the one chunk iterator over any of them.
 
 :func:`as_chunk_source` wraps arrays (:class:`ArrayChunks`), a
 :class:`~skbottleneck.FeatureStore` (:class:`StoreChunks`), a ``dask.array``
@@ -11,16 +16,54 @@ are sized in rows or in bytes by :func:`chunk_rows`.
 from ._blocks import BLOCK_BYTES, block_bounds, default_block_rows, iter_chunk_positions
 from ._dask import DaskChunks, default_client
 from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of
+from ._feature_files import (
+    FEATURE_FILE_SUFFIXES,
+    CsvRows,
+    FeatureFileError,
+    NumpyRows,
+    ParquetRows,
+    labels_path_of,
+    open_feature_file,
+)
+from ._protocol import (
+    ArrayRows,
+    BlockRowsMixin,
+    RowSource,
+    RowSourceMixin,
+    RowSubset,
+    check_rows,
+    is_row_source,
+    iter_row_chunks,
+    reading_dtype,
+)
 from ._sources import (
     ArrayChunks,
     ChunkSource,
     IterableChunks,
     StoreChunks,
     as_chunk_source,
+    as_row_source,
     is_chunk_source,
 )
 
 __all__ = [
+    "FEATURE_FILE_SUFFIXES",
+    "CsvRows",
+    "FeatureFileError",
+    "NumpyRows",
+    "ParquetRows",
+    "labels_path_of",
+    "open_feature_file",
+    "BlockRowsMixin",
+    "ArrayRows",
+    "RowSource",
+    "RowSourceMixin",
+    "RowSubset",
+    "as_row_source",
+    "check_rows",
+    "is_row_source",
+    "iter_row_chunks",
+    "reading_dtype",
     "BLOCK_BYTES",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_CHUNK_ROWS",

@@ -133,7 +133,11 @@ Its modules are the stages of a store:
 * ``_writer``: :class:`StoreWriter`;
 * ``_subset_writer``: :meth:`StoreWriter.finalize_subset`;
 * ``_reader``: :class:`FeatureStore`;
-* ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store.
+* ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store;
+* ``_open``: :func:`open_rows`, a store or a feature file (Parquet, ``.npy``,
+  CSV) opened as a row source;
+* ``_export``: :meth:`FeatureStore.to_parquet` / :meth:`FeatureStore.to_numpy`
+  written to files, streamed in chunks.
 """
 
 from ..cache import (
@@ -147,11 +151,14 @@ from ..cache import (
 )
 from ..cache._fileio import StoreWarning, UnsupportedFormatError
 from ._format import InsufficientDiskSpaceError, StoreLockedError, check_disk_space
+from ._open import is_rows_path, open_rows
 from ._reader import FeatureStore
 from ._subset import StoreSubset
 from ._writer import StoreWriter
 
 __all__ = [
+    "is_rows_path",
+    "open_rows",
     "FeatureCache",
     "FeatureStore",
     "InsufficientDiskSpaceError",
