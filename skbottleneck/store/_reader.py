@@ -306,19 +306,65 @@ class FeatureStore(RowSourceMixin, ClosingMixin):
             return self.read_rows(item)[0]
         return self.read_rows([i])[0][0]
 
-    def to_numpy(self, dtype=None):
-        """All the features in memory.
+    def to_numpy(self, path=None, *, dtype=None, chunk_size="64MiB"):
+        """All the features in memory, or written to a ``.npy`` file.
 
         Parameters
         ----------
+        path : str or path-like, default=None
+            None: return the features. A path: write them there in their
+            stored dtype, a chunk at a time (and the labels to
+            ``<name>.labels.npy``), atomically; see
+            :func:`~skbottleneck.store._export.export_numpy`.
         dtype : dtype, default=None
-            See :attr:`dtype`.
+            Of the returned features (in memory only); see :attr:`dtype`.
+        chunk_size : int or str, default="64MiB"
+            Rows written at a time (to a file).
 
         Returns
         -------
-        X : ndarray of shape (n_rows, n_features)
+        X : ndarray of shape (n_rows, n_features), or the path written (str)
         """
+        if path is not None:
+            from ._export import export_numpy
+
+            return export_numpy(self, path, chunk_size=chunk_size)
         return self.read_rows(np.arange(self._n_rows), dtype=dtype)[0]
+
+    def to_parquet(self, path, *, chunk_size="64MiB", compression="snappy"):
+        """Write the store to a Parquet file, a chunk at a time (bounded memory).
+
+        One row per stored row, in store order, with the columns ``key``
+        (content key), ``path``, ``label`` and ``features``
+        (``FixedSizeList<float32>``, or ``<float16>`` as stored); one row
+        group per chunk; written to a temporary name and renamed.
+
+        Parameters
+        ----------
+        path : str or path-like
+        chunk_size : int or str, default="64MiB"
+            Rows per row group (a count, or bytes of stored rows).
+        compression : str, default="snappy"
+
+        Returns
+        -------
+        path : str
+
+        Examples
+        --------
+        >>> import numpy as np, pyarrow.parquet as pq
+        >>> from skbottleneck.store import StoreWriter
+        >>> w = StoreWriter(tmp_dir / "s.h5", paths=["a.jpg", "b.jpg"], labels=["cat", "dog"],
+        ...                 n_features=3)
+        >>> w.write_rows([0, 1], np.ones((2, 3)))
+        >>> table = pq.read_table(w.finalize().to_parquet(tmp_dir / "s.parquet"))
+        >>> vectors = table["features"].type
+        >>> table.column_names, vectors.list_size, str(vectors.value_type)
+        (['key', 'path', 'label', 'features'], 3, 'float')
+        """
+        from ._export import export_parquet
+
+        return export_parquet(self, path, chunk_size=chunk_size, compression=compression)
 
     def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None, dtype=None,
                     block_rows=None):

@@ -1,0 +1,178 @@
+"""Features out: a store (any row source) written to Parquet or ``.npy``, streamed in chunks.
+
+One row per stored row, in store order. Parquet gets the columns
+``key`` (the content key, binary), ``path``, ``label`` and ``features``
+(``FixedSizeList<float32>``, or ``<float16>`` as stored), one row group
+per chunk, so pandas, pyarrow and DuckDB read it as is and
+:class:`~skbottleneck.chunks.ParquetRows` reads it back a row group at a
+time. ``.npy`` gets the features (memory-mapped while written) and a
+sibling ``<name>.labels.npy`` with the labels. Memory holds one chunk
+(``chunk_size``, 64 MiB by default), whatever the width. Each file is
+written to a temporary name in its folder, fsynced and renamed: a reader
+never sees half a file.
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from ..cache._fileio import _fsync_dir, _fsync_file, _tmp_path, _unlink_quietly
+from ..chunks import as_row_source, chunk_rows, labels_path_of
+
+__all__ = ["DEFAULT_EXPORT_CHUNK", "export_numpy", "export_parquet"]
+
+#: Rows written at a time: 64 MiB of stored rows.
+DEFAULT_EXPORT_CHUNK = "64MiB"
+
+
+@contextlib.contextmanager
+def _published(path):
+    """Yield a temporary name beside ``path``; on success fsync it and rename it to ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    tmp = _tmp_path(directory, os.path.basename(path))
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _stored_dtype(rows):
+    """float16 stays float16; other floats become float32 (the vector column's type)."""
+    return np.dtype(np.float16) if np.dtype(rows.dtype) == np.float16 else np.dtype(np.float32)
+
+
+def _chunks(rows, chunk_size, dtype):
+    size = chunk_rows(chunk_size, rows.n_features * dtype.itemsize)
+    start = 0
+    for X, y in rows.iter_chunks(size, shuffle=False, dtype=dtype):
+        yield start, X, y
+        start += len(X)
+
+
+def _key_array(keys, start, stop):
+    import pyarrow as pa
+
+    if keys is None:
+        return pa.nulls(stop - start, pa.binary())
+    return pa.array([bytes(k) for k in keys[start:stop]], pa.binary())
+
+
+def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="snappy"):
+    """Write a row source (a store) to a Parquet file, a chunk at a time.
+
+    Parameters
+    ----------
+    rows : RowSource
+        A :class:`FeatureStore` or any row source.
+    path : str or path-like
+        The Parquet file (replaced atomically if it exists).
+    chunk_size : int or str, default="64MiB"
+        Rows per row group (a count, or bytes of stored rows).
+    compression : str, default="snappy"
+        Parquet compression (``"none"``, ``"zstd"``...).
+
+    Returns
+    -------
+    path : str
+        The absolute path written.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rows = as_row_source(np.arange(6, dtype=np.float32).reshape(3, 2), ["a", "b", "a"])
+    >>> path = export_parquet(rows, tmp_dir / "f.parquet")
+    >>> df = pd.read_parquet(path)
+    >>> df.columns.tolist(), df["label"].tolist(), df["features"][2].tolist()
+    (['key', 'path', 'label', 'features'], ['a', 'b', 'a'], [4.0, 5.0])
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = as_row_source(rows)
+    dtype = _stored_dtype(rows)
+    keys = getattr(rows, "keys", None)
+    paths = getattr(rows, "paths", None)
+    labels = rows.labels
+    label_type = None
+    if labels is not None:
+        label_type = pa.array(np.asarray(labels)[:1]).type if len(labels) else pa.string()
+    schema = pa.schema([
+        ("key", pa.binary()),
+        ("path", pa.string()),
+        ("label", label_type or pa.null()),
+        ("features", pa.list_(pa.from_numpy_dtype(dtype), rows.n_features)),
+    ])
+    path = os.path.abspath(os.fspath(path))
+    with _published(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression=compression) as writer:
+            for start, X, y in _chunks(rows, chunk_size, dtype):
+                stop = start + len(X)
+                values = pa.array(np.ascontiguousarray(X, dtype=dtype).reshape(-1))
+                columns = [
+                    _key_array(keys, start, stop),
+                    pa.nulls(len(X), pa.string()) if paths is None
+                    else pa.array(np.asarray(paths[start:stop], dtype=str)),
+                    pa.nulls(len(X)) if y is None else pa.array(np.asarray(y), label_type),
+                    pa.FixedSizeListArray.from_arrays(values, rows.n_features),
+                ]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema),
+                                   row_group_size=len(X))
+            if len(rows) == 0:
+                writer.write_table(schema.empty_table())
+    return path
+
+
+def export_numpy(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK):
+    """Write a row source's features to a ``.npy`` file (and its labels beside it).
+
+    The features go to ``path`` in their stored dtype (float16 or float32),
+    written through a memory map a chunk at a time; the labels, when
+    there are any, to ``<name>.labels.npy``
+    (:func:`~skbottleneck.chunks.labels_path_of`), where
+    :class:`~skbottleneck.chunks.NumpyRows` finds them.
+
+    Parameters
+    ----------
+    rows : RowSource
+    path : str or path-like
+    chunk_size : int or str, default="64MiB"
+
+    Returns
+    -------
+    path : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows = as_row_source(np.ones((3, 2), np.float32), [1, 2, 3])
+    >>> path = export_numpy(rows, tmp_dir / "f.npy")
+    >>> np.load(path).shape, np.load(tmp_dir / "f.labels.npy").tolist()
+    ((3, 2), [1, 2, 3])
+    """
+    rows = as_row_source(rows)
+    dtype = _stored_dtype(rows)
+    path = os.path.abspath(os.fspath(path))
+    with _published(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
+                                        shape=(len(rows), rows.n_features))
+        try:
+            for start, X, _ in _chunks(rows, chunk_size, dtype):
+                out[start:start + len(X)] = X
+            out.flush()
+        finally:
+            del out
+    labels = rows.labels
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.dtype == object:
+            labels = labels.astype(str)
+        with _published(labels_path_of(path)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, labels, allow_pickle=False)
+    return path
