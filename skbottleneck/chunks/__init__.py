@@ -18,10 +18,12 @@ from ._dask import DaskChunks, default_client
 from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of
 from ._feature_files import (
     FEATURE_FILE_SUFFIXES,
+    STORE_SUFFIXES,
     CsvRows,
     FeatureFileError,
     NumpyRows,
     ParquetRows,
+    is_rows_path,
     labels_path_of,
     open_feature_file,
 )
@@ -48,10 +50,12 @@ from ._sources import (
 
 __all__ = [
     "FEATURE_FILE_SUFFIXES",
+    "STORE_SUFFIXES",
     "CsvRows",
     "FeatureFileError",
     "NumpyRows",
     "ParquetRows",
+    "is_rows_path",
     "labels_path_of",
     "open_feature_file",
     "BlockRowsMixin",

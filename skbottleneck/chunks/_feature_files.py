@@ -23,16 +23,34 @@ from ._protocol import ArrayRows, BlockRowsMixin
 
 __all__ = [
     "FEATURE_FILE_SUFFIXES",
+    "STORE_SUFFIXES",
     "CsvRows",
     "FeatureFileError",
     "NumpyRows",
     "ParquetRows",
+    "is_rows_path",
     "labels_path_of",
     "open_feature_file",
 ]
 
 #: Suffixes of the feature files :func:`open_feature_file` reads.
 FEATURE_FILE_SUFFIXES = (".parquet", ".pq", ".npy", ".csv")
+#: Suffixes of a feature store (HDF5, opened by :func:`skbottleneck.store.open_rows`).
+STORE_SUFFIXES = (".h5", ".hdf5")
+
+
+def is_rows_path(X):
+    """Tell whether ``X`` names a feature store or a feature file (by its suffix).
+
+    Examples
+    --------
+    >>> is_rows_path("features.parquet"), is_rows_path("cat.jpg"), is_rows_path(["a.h5"])
+    (True, False, False)
+    """
+    if not isinstance(X, (str, os.PathLike)):
+        return False
+    suffix = os.path.splitext(os.fspath(X))[1].lower()
+    return suffix in STORE_SUFFIXES + FEATURE_FILE_SUFFIXES
 
 
 class FeatureFileError(ValueError):
@@ -105,7 +123,10 @@ class ParquetRows(BlockRowsMixin):
     def _column(self, name, names):
         if name is None or name not in names:
             return None
-        return self._file.read(columns=[name]).column(0).to_numpy(zero_copy_only=False)
+        column = self._file.read(columns=[name]).column(0)
+        if column.null_count == len(column) and len(column):  # written without them
+            return None
+        return column.to_numpy(zero_copy_only=False)
 
     def __len__(self):
         return int(self._bounds[-1])

@@ -271,6 +271,20 @@ def build_parser():
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
 
+    # export
+    p = sub.add_parser("export", help="write a feature store to Parquet or NumPy (.npy)",
+                       description="Write a feature store to a Parquet file (columns key, path, "
+                                   "label, features as a fixed-size list of float32, or float16 "
+                                   "as stored) or a .npy (labels beside it in NAME.labels.npy), "
+                                   "one row per stored image in store order, a chunk at a time; "
+                                   "the file appears whole (temporary name, then rename).")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("--to", required=True, metavar="FILE.parquet|FILE.npy",
+                   help="the file to write; its suffix picks the format")
+    p.add_argument("--chunk-size", type=_chunk_size, default="64MiB",
+                   help="rows written at a time (an int), or a memory budget such as 64MiB "
+                        "(default)")
+
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",
                        description="Show the size of the feature cache per model, or clear it.")

@@ -151,13 +151,12 @@ from ..cache import (
 )
 from ..cache._fileio import StoreWarning, UnsupportedFormatError
 from ._format import InsufficientDiskSpaceError, StoreLockedError, check_disk_space
-from ._open import is_rows_path, open_rows
+from ._open import open_rows
 from ._reader import FeatureStore
 from ._subset import StoreSubset
 from ._writer import StoreWriter
 
 __all__ = [
-    "is_rows_path",
     "open_rows",
     "FeatureCache",
     "FeatureStore",

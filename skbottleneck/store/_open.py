@@ -4,25 +4,7 @@ import os
 
 from ..chunks import FEATURE_FILE_SUFFIXES, as_row_source, is_row_source, open_feature_file
 
-__all__ = ["STORE_SUFFIXES", "is_rows_path", "open_rows"]
-
-#: Suffixes of a feature store written by :class:`StoreWriter`.
-STORE_SUFFIXES = (".h5", ".hdf5")
-
-
-def is_rows_path(X):
-    """Tell whether ``X`` is the path of a feature store or a feature file (by its suffix).
-
-    Examples
-    --------
-    >>> is_rows_path("features.parquet"), is_rows_path("cat.jpg"), is_rows_path(["a.h5"])
-    (True, False, False)
-    """
-    if not isinstance(X, (str, os.PathLike)):
-        return False
-    suffix = os.path.splitext(os.fspath(X))[1].lower()
-    return suffix in STORE_SUFFIXES + FEATURE_FILE_SUFFIXES
-
+__all__ = ["open_rows"]
 
 def open_rows(source, y=None, **options):
     """Open a feature store or a feature file as a row source.
