@@ -215,7 +215,7 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
             failed=failed, method="in_memory" if in_memory else "streaming",
             n_chunks=n_chunks)
     finally:
-        if opened:
+        if opened and hasattr(store, "close"):  # an array opened as rows has nothing to close
             store.close()
 
 

@@ -57,7 +57,20 @@ class FeatureFileError(ValueError):
     """A feature file that cannot be read as rows of features (names the file, column, row)."""
 
 
-class ParquetRows(BlockRowsMixin):
+class _FeatureFile:
+    """``close()`` (and ``with``) for a feature file; it is also closed when collected."""
+
+    def close(self):
+        """Let go of the file (a Parquet reader, a memory map)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ParquetRows(_FeatureFile, BlockRowsMixin):
     """A Parquet file of feature vectors as a row source.
 
     Parameters
@@ -128,6 +141,10 @@ class ParquetRows(BlockRowsMixin):
             return None
         return column.to_numpy(zero_copy_only=False)
 
+    def close(self):
+        """Close the Parquet reader."""
+        self._file.close()
+
     def __len__(self):
         return int(self._bounds[-1])
 
@@ -156,7 +173,7 @@ def labels_path_of(path):
     return root + ".labels.npy"
 
 
-class NumpyRows(ArrayRows):
+class NumpyRows(_FeatureFile, ArrayRows):
     """A 2-D ``.npy`` file, memory-mapped, as a row source.
 
     Parameters
@@ -194,7 +211,7 @@ class NumpyRows(ArrayRows):
         return f"NumpyRows({self.path!r}, n_rows={len(self)}, n_features={self.n_features})"
 
 
-class CsvRows(BlockRowsMixin):
+class CsvRows(_FeatureFile, BlockRowsMixin):
     """A CSV of features, one row per line, the label first (seed 004's layout).
 
     Opening reads the file once, a line at a time, for the labels and
