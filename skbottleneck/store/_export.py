@@ -55,6 +55,25 @@ def _chunks(rows, chunk_size, dtype):
         start += len(X)
 
 
+def _column(values, type=None):
+    """An Arrow array of labels or paths (strings through a Python list)."""
+    import pyarrow as pa
+
+    values = np.asarray(values)
+    if values.dtype.kind in "USO":
+        return pa.array(values.tolist(), type or pa.string())
+    return pa.array(values, type)
+
+
+def _vectors(X, dtype, n_features):
+    """The rows of ``X`` as a FixedSizeList array over the same memory (no copy)."""
+    import pyarrow as pa
+
+    X = np.ascontiguousarray(X, dtype=dtype)
+    values = pa.Array.from_buffers(pa.from_numpy_dtype(dtype), X.size, [None, pa.py_buffer(X)])
+    return pa.FixedSizeListArray.from_arrays(values, n_features)
+
+
 def _key_array(keys, start, stop):
     import pyarrow as pa
 
@@ -101,7 +120,7 @@ def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="
     labels = rows.labels
     label_type = None
     if labels is not None:
-        label_type = pa.array(np.asarray(labels)[:1]).type if len(labels) else pa.string()
+        label_type = _column(np.asarray(labels)[:1]).type if len(labels) else pa.string()
     schema = pa.schema([
         ("key", pa.binary()),
         ("path", pa.string()),
@@ -110,16 +129,19 @@ def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="
     ])
     path = os.path.abspath(os.fspath(path))
     with _published(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression=compression) as writer:
+        # dictionaries and min/max statistics only for the small columns: on 100,352
+        # floats a row they cost more time than the write itself
+        with pq.ParquetWriter(tmp, schema, compression=compression,
+                              use_dictionary=["path", "label"],
+                              write_statistics=["key", "path", "label"]) as writer:
             for start, X, y in _chunks(rows, chunk_size, dtype):
                 stop = start + len(X)
-                values = pa.array(np.ascontiguousarray(X, dtype=dtype).reshape(-1))
                 columns = [
                     _key_array(keys, start, stop),
                     pa.nulls(len(X), pa.string()) if paths is None
-                    else pa.array(np.asarray(paths[start:stop], dtype=str)),
-                    pa.nulls(len(X)) if y is None else pa.array(np.asarray(y), label_type),
-                    pa.FixedSizeListArray.from_arrays(values, rows.n_features),
+                    else _column(np.asarray(paths[start:stop], dtype=str)),
+                    pa.nulls(len(X)) if y is None else _column(y, label_type),
+                    _vectors(X, dtype, rows.n_features),
                 ]
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema),
                                    row_group_size=len(X))
