@@ -22,7 +22,8 @@ def cmd_export(args):
         raise CLIError(f"feature store {args.store!r} does not exist.")
     start = time.perf_counter()
     with FeatureStore(args.store) as store:
-        path = getattr(store, _FORMATS[suffix])(args.to, chunk_size=args.chunk_size)
+        options = {} if args.chunk_size is None else {"chunk_size": args.chunk_size}
+        path = getattr(store, _FORMATS[suffix])(args.to, **options)
         n_rows, n_features, dtype = len(store), store.n_features, store.dtype
     echo(f"wrote {n_rows} rows of {n_features} {dtype.name} features to {path} "
          f"({format_bytes(os.path.getsize(path))}, {time.perf_counter() - start:.1f} s)")

@@ -281,9 +281,9 @@ def build_parser():
     p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
     p.add_argument("--to", required=True, metavar="FILE.parquet|FILE.npy",
                    help="the file to write; its suffix picks the format")
-    p.add_argument("--chunk-size", type=_chunk_size, default="64MiB",
-                   help="rows written at a time (an int), or a memory budget such as 64MiB "
-                        "(default)")
+    p.add_argument("--chunk-size", type=_chunk_size, default=None,
+                   help="rows written at a time (an int), or their size such as 16MiB "
+                        "(default: 16MiB for Parquet, one row group; 64MiB for .npy)")
 
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",

@@ -7,7 +7,8 @@ per chunk, so pandas, pyarrow and DuckDB read it as is and
 :class:`~skbottleneck.chunks.ParquetRows` reads it back a row group at a
 time. ``.npy`` gets the features (memory-mapped while written) and a
 sibling ``<name>.labels.npy`` with the labels. Memory holds one chunk
-(``chunk_size``, 64 MiB by default), whatever the width. Each file is
+(``chunk_size``: 16 MiB of stored rows for Parquet, whose encoder needs
+about 8 times a row group's bytes; 64 MiB for ``.npy``), whatever the width. Each file is
 written to a temporary name in its folder, fsynced and renamed: a reader
 never sees half a file.
 """
@@ -20,10 +21,15 @@ import numpy as np
 from ..cache._fileio import _fsync_dir, _fsync_file, _tmp_path, _unlink_quietly
 from ..chunks import as_row_source, chunk_rows, labels_path_of
 
-__all__ = ["DEFAULT_EXPORT_CHUNK", "export_numpy", "export_parquet"]
+__all__ = ["NUMPY_CHUNK", "PARQUET_CHUNK", "export_numpy", "export_parquet"]
 
-#: Rows written at a time: 64 MiB of stored rows.
-DEFAULT_EXPORT_CHUNK = "64MiB"
+#: Rows per Parquet row group: 16 MiB of stored rows. Encoding a row group of a
+#: fixed-size list takes about 8 times its bytes (repetition and definition
+#: levels, pages): measured +132 / +212 / +585 MiB of peak RSS at 8 / 16 / 64 MiB
+#: on 100,352 float16 features (benchmarks/bench_export.py), at the same speed.
+PARQUET_CHUNK = "16MiB"
+#: Rows copied at a time into a ``.npy`` (a memory map: no encoding).
+NUMPY_CHUNK = "64MiB"
 
 
 @contextlib.contextmanager
@@ -82,7 +88,7 @@ def _key_array(keys, start, stop):
     return pa.array([bytes(k) for k in keys[start:stop]], pa.binary())
 
 
-def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="snappy"):
+def export_parquet(rows, path, *, chunk_size=PARQUET_CHUNK, compression="snappy"):
     """Write a row source (a store) to a Parquet file, a chunk at a time.
 
     Parameters
@@ -91,8 +97,9 @@ def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="
         A :class:`FeatureStore` or any row source.
     path : str or path-like
         The Parquet file (replaced atomically if it exists).
-    chunk_size : int or str, default="64MiB"
-        Rows per row group (a count, or bytes of stored rows).
+    chunk_size : int or str, default="16MiB"
+        Rows per row group (a count, or bytes of stored rows); see
+        :data:`PARQUET_CHUNK`.
     compression : str, default="snappy"
         Parquet compression (``"none"``, ``"zstd"``...).
 
@@ -150,7 +157,7 @@ def export_parquet(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK, compression="
     return path
 
 
-def export_numpy(rows, path, *, chunk_size=DEFAULT_EXPORT_CHUNK):
+def export_numpy(rows, path, *, chunk_size=NUMPY_CHUNK):
     """Write a row source's features to a ``.npy`` file (and its labels beside it).
 
     The features go to ``path`` in their stored dtype (float16 or float32),

@@ -331,7 +331,7 @@ class FeatureStore(RowSourceMixin, ClosingMixin):
             return export_numpy(self, path, chunk_size=chunk_size)
         return self.read_rows(np.arange(self._n_rows), dtype=dtype)[0]
 
-    def to_parquet(self, path, *, chunk_size="64MiB", compression="snappy"):
+    def to_parquet(self, path, *, chunk_size="16MiB", compression="snappy"):
         """Write the store to a Parquet file, a chunk at a time (bounded memory).
 
         One row per stored row, in store order, with the columns ``key``
@@ -342,8 +342,9 @@ class FeatureStore(RowSourceMixin, ClosingMixin):
         Parameters
         ----------
         path : str or path-like
-        chunk_size : int or str, default="64MiB"
-            Rows per row group (a count, or bytes of stored rows).
+        chunk_size : int or str, default="16MiB"
+            Rows per row group (a count, or bytes of stored rows); the
+            writer's memory is about 8 times a row group.
         compression : str, default="snappy"
 
         Returns

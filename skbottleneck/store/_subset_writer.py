@@ -76,7 +76,7 @@ def finalize_subset(writer, rows, metadata=None):
             for i in range(0, len(todo), step):
                 dst = todo[i:i + step]
                 block = np.empty((len(dst), writer.n_features), dtype=writer._store_dtype)
-                writer._read_written_rows(rows[dst], block)
+                writer._data.read_rows(rows[dst], block)
                 sub.write_rows(dst, block)
             sub.finalize().close()
             writer._publish(sub.path)
