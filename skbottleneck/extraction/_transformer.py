@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..feature_space import FeatureSpace, describe
+from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
 from ..utils import check_paths, is_store
@@ -383,7 +383,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                            resolve_input_size(self.backbone, self.input_size),
                            getattr(self, "calibration_", None))
         if ours != self.fingerprint_:
-            raise ValueError(
+            raise FeatureSpaceError(
                 f"This CNNFeatureTransformer was fitted as {describe(self.fingerprint_)!r}, "
                 f"but its parameters now build {describe(ours)!r}: its parameters changed "
                 f"after fit (set_params), or the model file it came from was edited. Call "
