@@ -23,6 +23,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skbottleneck"
 #: The front ends (report, CLI) sit on top.
 RANKS = {
     "utils": 0,
+    "fileio": 0,  # the one home of file I/O: atomic writes, the lock, positional reads
     "feature_space": 1,  # which model computed features: what store, heads and model files check
     "_keras": 1,
     "images": 1,
