@@ -14,20 +14,20 @@ import time
 
 import numpy as np
 
-from ..cache._fileio import (
-    _attr_value,
-    _canonical_json,
-    _create_preallocated,
-    _fdatasync,
-    _fsync_dir,
-    _fsync_file,
-    _library_versions,
-    _pwrite,
-    _raw_layout,
-    _read_rows_at,
-    _row_offsets,
-    _tmp_path,
-    _unlink_quietly,
+from ..fileio import (
+    attr_value,
+    canonical_json,
+    create_preallocated,
+    fdatasync,
+    fsync_dir,
+    fsync_file,
+    library_versions,
+    pwrite,
+    raw_layout,
+    read_rows_at,
+    row_offsets,
+    tmp_path,
+    unlink_quietly,
 )
 from ._format import STORE_FORMAT_VERSION, STORE_SCHEMA, _encode_str, naming_errors, store_os_error
 
@@ -106,33 +106,33 @@ class DataFile:
         import h5py
 
         directory = os.path.dirname(self.path)
-        tmp = _tmp_path(directory, os.path.basename(self.path))
+        tmp = tmp_path(directory, os.path.basename(self.path))
         try:
             with h5py.File(tmp, "w") as f:
-                root = {k: _attr_value(v) for k, v in attrs["metadata"].items()}
-                for k, v in _library_versions().items():
+                root = {k: attr_value(v) for k, v in attrs["metadata"].items()}
+                for k, v in library_versions().items():
                     root.setdefault(k, v)
                 root.update(
                     schema=STORE_SCHEMA,
                     format_version=np.int64(STORE_FORMAT_VERSION),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    metadata_json=_canonical_json(attrs["metadata"]),
-                    **{k: _attr_value(v) for k, v in attrs["identity"].items()},
+                    metadata_json=canonical_json(attrs["metadata"]),
+                    **{k: attr_value(v) for k, v in attrs["identity"].items()},
                 )
                 for k in sorted(root):
                     f.attrs[k] = root[k]
                 self._write_index(f, paths, labels, labels_kind, keys)
-                _create_preallocated(f, "features", self.shape, self.dtype, chunk_rows)
-            _fsync_file(tmp)
+                create_preallocated(f, "features", self.shape, self.dtype, chunk_rows)
+            fsync_file(tmp)
             os.replace(tmp, self.path)
         except BaseException as e:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             # HDF5 reports a failed write (disk full...) as a RuntimeError giving the errno
             if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "errno = " in str(e)):
                 raise store_os_error(e, store=self.store_path, path=self.path,
                                      doing="create the data file of") from e
             raise
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
     def _write_index(self, f, paths, labels, labels_kind, keys):
         """The paths, labels and keys datasets."""
@@ -172,7 +172,7 @@ class DataFile:
         try:
             with h5py.File(self.path, "r") as f:
                 ds = f["features"]
-                shape, dtype, layout = ds.shape, ds.dtype, _raw_layout(ds)
+                shape, dtype, layout = ds.shape, ds.dtype, raw_layout(ds)
         except (OSError, KeyError) as e:
             if getattr(e, "errno", None) is not None:  # the system's, not HDF5's: not damage
                 raise store_os_error(e, store=self.store_path, path=self.path,
@@ -195,7 +195,7 @@ class DataFile:
         self._layout = layout
 
     def _offsets(self, rows):
-        return _row_offsets(np.asarray(rows, dtype=np.int64), *self._layout, self.row_nbytes)
+        return row_offsets(np.asarray(rows, dtype=np.int64), *self._layout, self.row_nbytes)
 
     def write_rows(self, rows, feats):
         """Write ``feats`` (storage dtype, C order) at rows ``rows``; durable on return.
@@ -212,13 +212,13 @@ class DataFile:
             for g in range(len(bounds) - 1):
                 a, b = int(bounds[g]), int(bounds[g + 1])
                 block = feats[a:b] if sorted_in else feats[order[a:b]]
-                _pwrite(self._fd, block, int(offs[a]))
-            _fdatasync(self._fd)
+                pwrite(self._fd, block, int(offs[a]))
+            fdatasync(self._fd)
 
     def read_rows(self, rows, out):
         """``out[i] = features[rows[i]]`` of rows already written."""
         with naming_errors(self.store_path, self.path, "read rows back from"):
-            _read_rows_at(self._fd, self._offsets(rows), np.arange(len(rows)), out,
+            read_rows_at(self._fd, self._offsets(rows), np.arange(len(rows)), out,
                           self.row_nbytes, self.dtype)
         return out
 

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..cache._fileio import _fsync_dir, _fsync_file, _tmp_path, _unlink_quietly
+from ..fileio import fsync_dir, fsync_file, tmp_path, unlink_quietly
 from ..chunks import as_row_source, chunk_rows, labels_path_of
 
 __all__ = ["NUMPY_CHUNK", "PARQUET_CHUNK", "export_numpy", "export_parquet"]
@@ -37,15 +37,15 @@ def _published(path):
     """Yield a temporary name beside ``path``; on success fsync it and rename it to ``path``."""
     path = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(path)
-    tmp = _tmp_path(directory, os.path.basename(path))
+    tmp = tmp_path(directory, os.path.basename(path))
     try:
         yield tmp
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _stored_dtype(rows):

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from ..cache._fileio import UnsupportedFormatError, _canonical_json, _check_storage_dtype, _fsync_dir, _sha256
+from ..fileio import UnsupportedFormatError, canonical_json, check_storage_dtype, fsync_dir, sha256
 from ._format import (
     STORE_FORMAT_VERSION,
     SUBSET_OF_ATTR,
@@ -149,7 +149,7 @@ class StoreWriter(ClosingMixin):
         self.n_features = operator.index(n_features)
         if self.n_features < 1:
             raise ValueError(f"n_features must be >= 1; got {n_features}.")
-        self.dtype = _check_storage_dtype(dtype)
+        self.dtype = check_storage_dtype(dtype)
         self._labels, self._labels_kind = _normalize_labels(labels, self.n_rows)
         self._keys = _normalize_keys(keys, self.n_rows)
         self.metadata = _check_metadata(metadata)
@@ -172,8 +172,8 @@ class StoreWriter(ClosingMixin):
             "storage_dtype": self.dtype,
             "paths_sha256": _hash_strings(self._paths),
             "labels_sha256": _hash_labels(self._labels, self._labels_kind),
-            "keys_sha256": "" if self._keys is None else _sha256(self._keys.tobytes()),
-            "metadata_sha256": _sha256(_canonical_json(self.metadata)),
+            "keys_sha256": "" if self._keys is None else sha256(self._keys.tobytes()),
+            "metadata_sha256": sha256(canonical_json(self.metadata)),
         }
         self._lock = threading.Lock()
         self._finished = False
@@ -272,7 +272,7 @@ class StoreWriter(ClosingMixin):
         changed = [k for k, v in self._identity.items() if attrs.get(k) != v]
         identity = {k: attrs.get(k) for k in self._identity}
         subset_of = attrs.get(SUBSET_OF_ATTR)
-        return ", ".join(f"other {k.replace('_sha256', '')}" for k in changed), (identity, subset_of)
+        return ", ".join(f"other {k.replace('sha256', '')}" for k in changed), (identity, subset_of)
 
     def _remove_leftover(self, finished):
         """Remove a partial folder left by a finalize killed after its rename (possibly
@@ -282,7 +282,7 @@ class StoreWriter(ClosingMixin):
         theirs = self._partial.manifest_identity()
         identity, subset_of = finished
         if theirs in (None, self._identity, identity) or (
-                isinstance(theirs, dict) and _canonical_json(theirs) == subset_of):
+                isinstance(theirs, dict) and canonical_json(theirs) == subset_of):
             self._partial.remove_quietly()
 
     def _check_space(self, verbose):
@@ -414,7 +414,7 @@ class StoreWriter(ClosingMixin):
             self._closed = True  # the partial folder is intact: a new writer resumes
             self._store_lock.release()
             raise
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_dir(os.path.dirname(self.path))
         self._finished = True
         self._partial.remove_quietly()
         self._store_lock.release()
