@@ -37,6 +37,8 @@ def build_store(path, n_rows, dtype):
                     labels=np.array(["cat", "dog"])[np.arange(n_rows) % 2],
                     keys=[rng.bytes(32) for _ in range(n_rows)], n_features=N_FEATURES,
                     dtype=dtype, overwrite=True)
+    if w.finished:  # the same store, left by an earlier run
+        return
     for start in range(0, n_rows, 500):
         stop = min(n_rows, start + 500)
         w.write_rows(np.arange(start, stop),
