@@ -161,7 +161,7 @@ def export_numpy(rows, path, *, chunk_size=NUMPY_CHUNK):
     """Write a row source's features to a ``.npy`` file (and its labels beside it).
 
     The features go to ``path`` in their stored dtype (float16 or float32),
-    written through a memory map a chunk at a time; the labels, when
+    a chunk at a time; the labels, when
     there are any, to ``<name>.labels.npy``
     (:func:`~skbottleneck.chunks.labels_path_of`), where
     :class:`~skbottleneck.chunks.NumpyRows` finds them.
@@ -188,14 +188,12 @@ def export_numpy(rows, path, *, chunk_size=NUMPY_CHUNK):
     dtype = _stored_dtype(rows)
     path = os.path.abspath(os.fspath(path))
     with _published(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
-                                        shape=(len(rows), rows.n_features))
-        try:
-            for start, X, _ in _chunks(rows, chunk_size, dtype):
-                out[start:start + len(X)] = X
-            out.flush()
-        finally:
-            del out
+        with open(tmp, "wb") as f:  # plain writes: a memory map's pages would count as ours
+            np.lib.format.write_array_header_1_0(f, {
+                "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                "shape": (len(rows), rows.n_features)})
+            for _, X, _ in _chunks(rows, chunk_size, dtype):
+                f.write(np.ascontiguousarray(X, dtype=dtype).data)
     labels = rows.labels
     if labels is not None:
         labels = np.asarray(labels)
