@@ -29,6 +29,7 @@ import zipfile
 
 from .extraction import CNNFeatureTransformer
 from .feature_space import check_feature_space, pipeline_steps
+from .fileio import atomic_file
 from .heads import IncrementalClassifier, KerasMLPClassifier
 
 __all__ = ["SKOPS_EXTENSION", "TRUSTED_TYPES", "UntrustedModelError", "check_model_file",
@@ -286,8 +287,7 @@ def save_model(model, path):
     check_feature_space(model, record=True)
     path = os.fspath(path)
     fmt = "skops" if path.lower().endswith(SKOPS_EXTENSION) else "joblib"
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    with atomic_file(path) as tmp:
         if fmt == "skops":
             import skops.io
 
@@ -296,13 +296,4 @@ def save_model(model, path):
             import joblib
 
             joblib.dump(model, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return fmt
