@@ -13,12 +13,11 @@ written to a temporary name in its folder, fsynced and renamed: a reader
 never sees half a file.
 """
 
-import contextlib
 import os
 
 import numpy as np
 
-from ..fileio import fsync_dir, fsync_file, tmp_path, unlink_quietly
+from ..fileio import atomic_file
 from ..chunks import as_row_source, chunk_rows, labels_path_of
 
 __all__ = ["NUMPY_CHUNK", "PARQUET_CHUNK", "export_numpy", "export_parquet"]
@@ -30,22 +29,6 @@ __all__ = ["NUMPY_CHUNK", "PARQUET_CHUNK", "export_numpy", "export_parquet"]
 PARQUET_CHUNK = "16MiB"
 #: Rows copied at a time into a ``.npy`` (a memory map: no encoding).
 NUMPY_CHUNK = "64MiB"
-
-
-@contextlib.contextmanager
-def _published(path):
-    """Yield a temporary name beside ``path``; on success fsync it and rename it to ``path``."""
-    path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
-    tmp = tmp_path(directory, os.path.basename(path))
-    try:
-        yield tmp
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
-    fsync_dir(directory)
 
 
 def _stored_dtype(rows):
@@ -135,7 +118,7 @@ def export_parquet(rows, path, *, chunk_size=PARQUET_CHUNK, compression="snappy"
         ("features", pa.list_(pa.from_numpy_dtype(dtype), rows.n_features)),
     ])
     path = os.path.abspath(os.fspath(path))
-    with _published(path) as tmp:
+    with atomic_file(path) as tmp:
         # dictionaries and min/max statistics only for the small columns: on 100,352
         # floats a row they cost more time than the write itself
         with pq.ParquetWriter(tmp, schema, compression=compression,
@@ -187,7 +170,7 @@ def export_numpy(rows, path, *, chunk_size=NUMPY_CHUNK):
     rows = as_row_source(rows)
     dtype = _stored_dtype(rows)
     path = os.path.abspath(os.fspath(path))
-    with _published(path) as tmp:
+    with atomic_file(path) as tmp:
         with open(tmp, "wb") as f:  # plain writes: a memory map's pages would count as ours
             np.lib.format.write_array_header_1_0(f, {
                 "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -199,7 +182,7 @@ def export_numpy(rows, path, *, chunk_size=NUMPY_CHUNK):
         labels = np.asarray(labels)
         if labels.dtype == object:
             labels = labels.astype(str)
-        with _published(labels_path_of(path)) as tmp:
+        with atomic_file(labels_path_of(path)) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, labels, allow_pickle=False)
     return path
