@@ -113,11 +113,28 @@ def test_incremental_classifier_learns_from_a_feature_file_by_its_path(tmp_path,
     else:
         path = _csv(tmp_path / "f.csv", X, y, header=True)
     clf = IncrementalClassifier(SGDClassifier(loss="log_loss", random_state=0), epochs=3,
-                                chunk_size=40, random_state=0)
+                                chunk_size=40, early_stopping=True, random_state=0)
     clf.fit(str(path))
     assert clf.classes_.tolist() == ["cat", "dog"] and clf.n_features_in_ == 6
     assert clf.score(open_rows(path)) > 0.95
     assert clf.score(X, y) > 0.95
+
+
+def test_a_subset_of_a_block_source_is_read_block_by_block(sources):
+    from skbottleneck.chunks import RowSubset
+
+    X, y, out = sources
+    rows = np.arange(3, 300, 3)
+    for name in ("parquet", "csv", "dask", "store"):
+        subset = RowSubset(out[name], rows, labels=np.arange(300))
+        chunks = list(subset.iter_chunks(25, random_state=1))
+        got = np.concatenate([c for _, c in chunks])
+        assert sorted(got.tolist()) == rows.tolist(), name
+        for Xc, yc in chunks:
+            np.testing.assert_allclose(Xc, X[yc], rtol=1e-6, err_msg=name)
+    # the subset's blocks are the source's row groups (32 rows), cut to it
+    bounds = RowSubset(out["parquet"], rows).row_blocks()
+    assert bounds[0] == 0 and bounds[-1] == len(rows) and np.all(np.diff(bounds) <= 11)
 
 
 def test_npy_labels_by_argument_and_memory_mapped(tmp_path):

@@ -23,6 +23,7 @@ iterator.
 """
 
 import operator
+from itertools import tee
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -389,6 +390,24 @@ class RowSubset(RowSourceMixin):
         if self._labels is not None:
             y = self._labels[rows]
         return X, y
+
+    def row_blocks(self):
+        """The source's own blocks (row groups...) cut to the subset, or None if it has none."""
+        natural = getattr(self.source, "row_blocks", None)
+        bounds = None if natural is None else natural()
+        return None if bounds is None else np.unique(np.searchsorted(self.rows, bounds))
+
+    def read_chunks(self, chunks, *, dtype=None):
+        """Yield ``(X, y)`` per array of positions: through the source's ``read_chunks``
+        when it has one (each of its blocks read once per pass), else ``read_rows``."""
+        read = getattr(self.source, "read_chunks", None)
+        if read is None:
+            for positions in chunks:
+                yield self.read_rows(positions, dtype=dtype)
+            return
+        mine, theirs = tee(chunks)
+        for positions, (X, y) in zip(mine, read((self.rows[p] for p in theirs), dtype=dtype)):
+            yield X, (y if self._labels is None else self._labels[self.rows[positions]])
 
     def __repr__(self):
         return f"{type(self).__name__}({self.source!r}, n_rows={len(self.rows)})"
