@@ -246,24 +246,23 @@ class CsvRows(_FeatureFile, BlockRowsMixin):
             offset = 0
             for number, line in enumerate(f):
                 start, offset = offset, offset + len(line)
-                cells = line.rstrip(b"\r\n").split(b",")
+                line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue
-                if number == 0 and not _is_number(cells[1 if label_column == 0 else 0]):
+                n_cells = line.count(b",") + 1  # counted, not split: lines of 100,352 cells
+                if number == 0 and not _is_number(_cell(line, 1 if label_column == 0 else 0)):
                     self._header = 1
                     continue
                 if n_features is None:
-                    n_features = len(cells) - (label_column is not None)
-                if len(cells) - (label_column is not None) != n_features:
+                    n_features = n_cells - (label_column is not None)
+                if n_cells - (label_column is not None) != n_features:
                     raise FeatureFileError(
-                        f"Line {number + 1} of {self.path} has {len(cells)} cells; the first "
+                        f"Line {number + 1} of {self.path} has {n_cells} cells; the first "
                         f"row has {n_features + (label_column is not None)}.")
                 if len(labels) % block_rows == 0:
                     offsets.append(start)
-                if label_column is not None:
-                    labels.append(cells[label_column].decode("utf-8", "surrogateescape"))
-                else:
-                    labels.append(None)
+                labels.append(None if label_column is None else
+                              _cell(line, label_column).decode("utf-8", "surrogateescape"))
             offsets.append(offset)
         if n_features is None:
             raise FeatureFileError(f"{self.path} holds no rows of features.")
@@ -292,7 +291,7 @@ class CsvRows(_FeatureFile, BlockRowsMixin):
             if self.label_column is not None:
                 del cells[self.label_column]
             try:
-                out[i] = np.asarray(cells).astype(self.dtype)
+                out[i] = np.array(cells, dtype=self.dtype)
             except ValueError:
                 original = line.split(b",")
                 column = next(j for j, c in enumerate(original)
@@ -305,6 +304,12 @@ class CsvRows(_FeatureFile, BlockRowsMixin):
 
     def __repr__(self):
         return f"CsvRows({self.path!r}, n_rows={len(self)}, n_features={self.n_features})"
+
+
+def _cell(line, column):
+    """Cell ``column`` of a CSV line (bytes), splitting no further than needed."""
+    cells = line.split(b",", column + 1)
+    return cells[column] if column < len(cells) else b""
 
 
 def _is_number(cell):
