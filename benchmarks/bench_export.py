@@ -81,6 +81,7 @@ def main():
         for suffix in (".parquet", ".npy"):
             out = WORK / f"export_{n}{suffix}"
             env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+            load = os.getloadavg()[0]
             done = subprocess.run([sys.executable, __file__, "--export", str(store), str(out)],
                                   capture_output=True, text=True, env=env)
             if done.returncode:
@@ -90,7 +91,8 @@ def main():
             rows.append((f"{n:,}", suffix[1:], f"{r['seconds']:.1f}",
                          f"{n * N_FEATURES * np.dtype(args.dtype).itemsize / 2**20 / r['seconds']:.0f}",
                          f"{size / 2**30:.2f}", f"{r['peak_rss_mib']:.0f}",
-                         f"{r['baseline_mib']:.0f}"))
+                         f"{r['baseline_mib']:.0f}",
+                         f"{load:.1f} / {os.getloadavg()[0]:.1f}"))
             print(rows[-1], flush=True)
             out.unlink()
             labels = out.with_name(out.stem + ".labels.npy")
@@ -104,7 +106,10 @@ def main():
         "snappy compression for Parquet. Peak RSS is the export process's VmHWM; 'before' is the same process "
         "after importing skbottleneck, pyarrow and pandas (pyarrow imports it to build the label column), before opening the store.\n\n"
         + markdown_table(("rows", "format", "seconds", "MiB/s", "file GiB", "peak RSS MiB",
-                          "before MiB"), rows))
+                          "before MiB", "load before / after"), rows)
+        + f"\n\nThe load columns are the machine's 1-minute load average ({os.cpu_count()} "
+        "cores) before and after each export: other jobs share this machine, and the "
+        "seconds grow with the load; the peak RSS does not depend on it.")
     write_result("bench_export", "Export of a 100,352-dim store to Parquet and .npy", body,
                  libs=("numpy", "h5py", "pyarrow"))
 
