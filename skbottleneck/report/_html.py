@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from ._page import card, esc, fmt, page
+from ._page import card, common_folder, esc, fmt, page
 from ._thumbs import Thumbnails
 
 __all__ = ["write_evaluation_html"]
@@ -73,7 +73,7 @@ class _Mistakes:
             name = "p" if self.kind == "probability" else "score"
             digits = 3 if self.kind == "probability" else 2
             lines.append(f"{name} {fmt(_num(self.p_pred[i]), digits)}"
-                         f" (true class {fmt(_num(self.p_true[i]), digits)})")
+                         f" (true {fmt(_num(self.p_true[i]), digits)})")
         lines.append(f"sample {int(index)}")
         return lines
 
@@ -96,9 +96,11 @@ def write_evaluation_html(path, *, metrics, y_true, y_pred, kept, sample_paths, 
     names = metrics["classes"]
     anchors = {name: f"class-{i}" for i, name in enumerate(names)}
     heading = title or "Evaluation report"
+    folder = "" if sample_paths is None else common_folder(sample_paths)
+    where = f" Paths below are relative to {esc(folder)}." if folder else ""
     parts = [f"<h1>{esc(heading)}</h1>",
              f'<p class="sub">{metrics["n_samples"]} samples, {len(names)} classes, '
-             f"{len(mistakes.order)} mistakes. {esc(_SCORE_NOTES[mistakes.kind])}</p>",
+             f"{len(mistakes.order)} mistakes. {esc(_SCORE_NOTES[mistakes.kind])}{where}</p>",
              '<nav><a href="#metrics">Metrics</a><a href="#matrix">Confusion matrix</a>'
              '<a href="#per-class">Per class</a><a href="#mistakes">Mistakes by class</a>'
              '<a href="#pairs">Confusion pairs</a>'
@@ -112,8 +114,11 @@ def write_evaluation_html(path, *, metrics, y_true, y_pred, kept, sample_paths, 
     def cards(positions):
         nonlocal n_img
         shown = positions[:max_thumbnails]
-        out = [card(thumbs, None if sample_paths is None else sample_paths[i],
-                    mistakes.caption(i, kept[i])) for i in shown]
+        out = []
+        for i in shown:
+            path = None if sample_paths is None else sample_paths[i]
+            out.append(card(thumbs, path, mistakes.caption(i, kept[i]),
+                            shown_path=os.path.relpath(path, folder) if folder else None))
         n_img += sum('<img ' in c for c in out)
         if len(positions) > len(shown):
             out.append(f'<div class="more">and {len(positions) - len(shown)} more '

@@ -7,8 +7,9 @@ piece of user data (labels, paths, reasons, titles) goes through
 """
 
 import html
+import os
 
-__all__ = ["esc", "page", "card", "fmt"]
+__all__ = ["esc", "page", "card", "fmt", "common_folder"]
 
 _STYLE = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --bg:#f5f7fa; --ok:#2f855a;
@@ -62,6 +63,15 @@ def fmt(value, digits=3):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def common_folder(paths):
+    """The folder all ``paths`` are in (``""`` when none), to show them shorter."""
+    try:
+        folders = {os.path.dirname(os.fspath(p)) for p in paths}
+        return os.path.commonpath(folders) if folders else ""
+    except ValueError:  # absolute and relative mixed, or different drives
+        return ""
+
+
 def page(title, body, *, thumbnail_size=128):
     """A complete HTML5 document with the inline style sheet."""
     style = _STYLE.replace("SIZE", str(int(thumbnail_size)))
@@ -71,11 +81,13 @@ def page(title, body, *, thumbnail_size=128):
             f"{body}\n</body>\n</html>\n")
 
 
-def card(thumbs, path, lines, *, css_class=""):
+def card(thumbs, path, lines, *, css_class="", shown_path=None):
     """A thumbnail (or a placeholder saying why there is none) above caption ``lines``.
 
     ``lines`` are HTML already escaped; the path is escaped here and shown
-    last. ``path`` None: the sample has no image file (features given).
+    last, as ``shown_path`` (e.g. relative to the folder the page names)
+    with the full path as its tooltip. ``path`` None: the sample has no
+    image file (features given).
     """
     if path is None:
         picture = '<div class="missing">no image: the samples were given as features</div>'
@@ -87,6 +99,7 @@ def card(thumbs, path, lines, *, css_class=""):
             picture = f'<img src="{uri}" alt="{esc(path)}">'
     caption = "<br>".join(lines)
     if path is not None:
-        caption += f'<span class="path" title="{esc(path)}">{esc(path)}</span>'
+        caption += (f'<span class="path" title="{esc(path)}">'
+                    f"{esc(path if shown_path is None else shown_path)}</span>")
     return (f'<figure class="card"><div class="img {css_class}">{picture}</div>'
             f"<figcaption>{caption}</figcaption></figure>")
