@@ -107,8 +107,8 @@ def write_evaluation_html(path, *, metrics, y_true, y_pred, kept, sample_paths, 
              + ('<a href="#skipped">Unreadable images</a>' if metrics["n_skipped"] else "")
              + "</nav>",
              _headline(metrics, len(mistakes.order)),
-             _matrix(metrics, anchors),
-             _per_class(metrics, mistakes, anchors)]
+             f'<div class="side"><div>{_matrix(metrics, anchors)}</div>'
+             f"<div>{_per_class(metrics, mistakes, anchors)}</div></div>"]
     n_img = 0
 
     def cards(positions):

@@ -36,6 +36,8 @@ table.cm th.col { writing-mode:vertical-rl; transform:rotate(180deg); text-align
                   vertical-align:bottom; white-space:nowrap; padding:6px 4px; }
 .bar { display:inline-block; height:8px; background:var(--accent); border-radius:2px;
        vertical-align:middle; margin-left:6px; }
+.side { display:flex; flex-wrap:wrap; gap:0 48px; align-items:flex-start; }
+.side p.note { max-width:520px; }
 .cards { display:flex; flex-wrap:wrap; gap:10px; }
 .card { margin:0; width:SIZEpx; font-size:11.5px; line-height:1.3; }
 .card .img { width:SIZEpx; height:SIZEpx; display:flex; align-items:center;

@@ -2,7 +2,7 @@
 
 import os
 
-from ._page import card, esc, fmt, page
+from ._page import card, common_folder, esc, fmt, page
 from ._thumbs import Thumbnails
 
 __all__ = ["contact_sheet"]
@@ -53,10 +53,17 @@ def contact_sheet(result, path, *, title=None, thumbnail_size=128):
     thumbs = Thumbnails(thumbnail_size)
     heading = title or "Similar images"
     n_queries, k = result.indices.shape
+    queries = [] if result.queries is None else [str(q) for q in result.queries]
+    folder = common_folder(queries + [str(p) for p in result.paths.ravel()])
+
+    def shown(path):
+        return os.path.relpath(path, folder) if folder else None
+
     rows = []
     for q in range(n_queries):
         query = None if result.queries is None else str(result.queries[q])
-        cells = [card(thumbs, query, [f"<b>query {q + 1}</b>"], css_class="query")
+        cells = [card(thumbs, query, [f"<b>query {q + 1}</b>"], css_class="query",
+                      shown_path=shown(query))
                  if query is not None else
                  f'<figure class="card"><div class="img query"><div class="missing">query '
                  f"{q + 1}: given as features</div></div></figure>"]
@@ -65,7 +72,8 @@ def contact_sheet(result, path, *, title=None, thumbnail_size=128):
             if result.labels is not None:
                 lines.append(f"label: {esc(result.labels[q, r])}")
             lines.append(f"row {int(result.indices[q, r])}")
-            cells.append(card(thumbs, str(result.paths[q, r]), lines))
+            neighbour = str(result.paths[q, r])
+            cells.append(card(thumbs, neighbour, lines, shown_path=shown(neighbour)))
         rows.append(f'<div class="row">{"".join(cells)}</div>')
     for query, reason in result.failed:
         rows.append(f'<div class="row"><figure class="card"><div class="img query">'
@@ -75,7 +83,8 @@ def contact_sheet(result, path, *, title=None, thumbnail_size=128):
     failed = f", {len(result.failed)} unreadable" if result.failed else ""
     body = (f"<h1>{esc(heading)}</h1><p class=\"sub\">{n_queries} queries{failed}, {k} nearest "
             "stored images each, nearest first (cosine distance: 0 is the same direction, "
-            "2 the opposite).</p>" + "\n".join(rows))
+            "2 the opposite)." + (f" Paths are relative to {esc(folder)}." if folder else "")
+            + "</p>" + "\n".join(rows))
     path = os.fspath(path)
     with open(path, "w", encoding="utf-8") as f:
         f.write(page(heading, body, thumbnail_size=thumbnail_size))
