@@ -16,9 +16,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.svm import LinearSVC
 
 from skbottleneck import CNNFeatureTransformer, find_similar
 from skbottleneck.report import contact_sheet, report
@@ -257,3 +259,40 @@ def test_report_renders_in_chromium(setup, tmp_path):
     assert pixels.std() > 10  # something was drawn
     # the thumbnails' colours are on the page: photos are not gray
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 60).mean() > 0.001
+
+
+class _NearestMean(ClassifierMixin, BaseEstimator):
+    """A classifier with neither predict_proba nor decision_function (a user's own)."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.means_ = np.array([X[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict(self, X):
+        return self.classes_[((X[:, None, :] - self.means_) ** 2).sum(axis=2).argmin(axis=1)]
+
+
+@pytest.mark.parametrize("head, kind", [(LinearSVC(), "decision_function values"),
+                                        (_NearestMean(), "neither probabilities")])
+def test_page_says_what_the_scores_are_and_lists_feature_rows(head, kind, tmp_path):
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(2, 1, (30, 4)), rng.normal(4, 1, (30, 4))]
+    y = np.repeat(["a", "b", "c"], 30)
+    model = head.fit(X, y)
+    report(model, X, y, tmp_path, plots=False, max_thumbnails=3)
+    page = _parse(tmp_path / "report.html")
+    text = " ".join(" ".join(page.text).split())
+    assert kind in text
+    assert page.imgs == [] and "no image: the samples were given as features" in text
+    wrong = np.flatnonzero(model.predict(X) != y)
+    assert len(wrong) > 3
+    if isinstance(head, LinearSVC):
+        scores = model.decision_function(X)
+        column = {c: j for j, c in enumerate(model.classes_)}
+        predicted = model.predict(X)
+        top = max(wrong, key=lambda i: scores[i, column[predicted[i]]])
+        assert f"sample {top}" in text and "score " in text
+    else:  # input order
+        first = [i for i in wrong if y[i] == "a"][:3]
+        assert _section_samples(open(tmp_path / "report.html").read(), "class-0") == first
