@@ -283,9 +283,9 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"The '{name}' parameter of report must be an int >= 1. "
                              f"Got {value!r} instead.")
-    from ..extraction import check_pipeline_precision
+    from ..feature_space import check_feature_space
 
-    check_pipeline_precision(model, X)  # a head of one precision on features of the other
+    check_feature_space(model, X)  # a head of one feature space on features of another
     if y is None:
         if not is_store(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
