@@ -134,7 +134,7 @@ def test_report_checks_the_store_belongs_to_the_model(photo_paths, tmp_path):
     model = make_pipeline(cnn, StandardScaler(), LogisticRegression(max_iter=200)).fit(paths, labels)
     other = CNNFeatureTransformer(**dict(SMALL, random_state=1)).extract(
         paths, labels, store=tmp_path / "b.h5")
-    with pytest.raises(ValueError, match="another model"):
+    with pytest.raises(ValueError, match="different feature spaces"):
         report(model, other, None, tmp_path / "r")
     assert report(model, store, None, tmp_path / "r")["n_samples"] == len(paths)
 
