@@ -15,7 +15,6 @@ are sized in rows or in bytes by :func:`chunk_rows`.
 
 from ._blocks import BLOCK_BYTES, block_bounds, default_block_rows, iter_chunk_positions
 from ._dask import DaskChunks, default_client
-from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of
 from ._feature_files import (
     FEATURE_FILE_SUFFIXES,
     STORE_SUFFIXES,
@@ -38,6 +37,7 @@ from ._protocol import (
     iter_row_chunks,
     reading_dtype,
 )
+from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of
 from ._sources import (
     ArrayChunks,
     ChunkSource,
@@ -49,40 +49,40 @@ from ._sources import (
 )
 
 __all__ = [
-    "FEATURE_FILE_SUFFIXES",
-    "STORE_SUFFIXES",
-    "CsvRows",
-    "FeatureFileError",
-    "NumpyRows",
-    "ParquetRows",
-    "is_rows_path",
-    "labels_path_of",
-    "open_feature_file",
-    "BlockRowsMixin",
-    "ArrayRows",
-    "RowSource",
-    "RowSourceMixin",
-    "RowSubset",
-    "as_row_source",
-    "check_rows",
-    "is_row_source",
-    "iter_row_chunks",
-    "reading_dtype",
     "BLOCK_BYTES",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_CHUNK_ROWS",
+    "FEATURE_FILE_SUFFIXES",
+    "STORE_SUFFIXES",
     "ArrayChunks",
+    "ArrayRows",
+    "BlockRowsMixin",
     "ChunkSource",
+    "CsvRows",
     "DaskChunks",
+    "FeatureFileError",
     "IterableChunks",
+    "NumpyRows",
+    "ParquetRows",
+    "RowSource",
+    "RowSourceMixin",
+    "RowSubset",
     "StoreChunks",
     "as_chunk_source",
+    "as_row_source",
     "block_bounds",
+    "check_rows",
     "chunk_rows",
     "default_block_rows",
     "default_client",
     "is_chunk_source",
+    "is_row_source",
+    "is_rows_path",
     "iter_chunk_positions",
+    "iter_row_chunks",
+    "labels_path_of",
+    "open_feature_file",
     "parse_bytes",
+    "reading_dtype",
     "row_nbytes_of",
 ]

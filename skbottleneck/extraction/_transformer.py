@@ -19,10 +19,10 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..chunks import is_row_source
 from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
-from ..chunks import is_row_source
 from ..utils import check_paths
 from ._cluster import active_client, cluster_error, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult

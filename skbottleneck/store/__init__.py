@@ -108,7 +108,6 @@ from ._subset import StoreSubset
 from ._writer import StoreWriter
 
 __all__ = [
-    "open_rows",
     "FeatureStore",
     "InsufficientDiskSpaceError",
     "StoreLockedError",
@@ -117,4 +116,5 @@ __all__ = [
     "StoreWriter",
     "UnsupportedFormatError",
     "check_disk_space",
+    "open_rows",
 ]
