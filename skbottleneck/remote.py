@@ -25,6 +25,7 @@ fsspec's backends (s3fs, gcsfs, adlfs, aiohttp) are imported by fsspec
 when a URL of theirs is first read, never by ``import skbottleneck``.
 """
 
+import json
 import os
 import re
 import tarfile
@@ -49,6 +50,8 @@ _SHARD_INDEX_SIZE = 256
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _shard_index = OrderedDict()
+_filesystems = {}
+_fs_lock = threading.Lock()
 _shard_lock = threading.Lock()
 
 
@@ -114,10 +117,33 @@ def options_for(url, storage_options):
 
 
 def _filesystem(url, storage_options):
-    """The fsspec filesystem and the path within it of ``url``."""
-    from fsspec.core import url_to_fs
+    """The fsspec filesystem and the path within it of ``url``.
 
-    return url_to_fs(url, **options_for(url, storage_options))
+    One filesystem per protocol and options in the process: fsspec's own
+    instance cache is per thread, so every new reading thread would open a
+    new client (and connection pool) of its own.
+    """
+    options = options_for(url, storage_options)
+    if SHARD_SEPARATOR in url:  # fsspec's chained URLs ("simplecache::s3://...")
+        from fsspec.core import url_to_fs
+
+        return url_to_fs(url, **options)
+    protocol = url.split("://", 1)[0]
+    key = (protocol, json.dumps(options, sort_keys=True, default=repr))
+    with _fs_lock:
+        fs = _filesystems.get(key)
+    if fs is None:
+        import fsspec
+
+        fs = fsspec.filesystem(protocol, **options)
+        with _fs_lock:
+            fs = _filesystems.setdefault(key, fs)
+    return fs, fs._strip_protocol(url)
+
+
+def _protocols(fs):
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _status(exc):
@@ -177,7 +203,10 @@ def _with_retries(read, path, what="object"):
 
 def _read_url(url, storage_options):
     fs, inner = _filesystem(url, storage_options)
-    data = _with_retries(lambda: fs.cat_file(inner), url)
+    # s3fs asks for the size first (HEAD) to split large objects into
+    # concurrent ranges; an image is one GET
+    kwargs = {"max_concurrency": 1} if "s3" in _protocols(fs) else {}
+    data = _with_retries(lambda: fs.cat_file(inner, **kwargs), url)
     if not data:
         raise ImageError(url, "empty object (0 bytes)")
     return data
