@@ -13,7 +13,7 @@ package. A path names one of three things:
 - a member of an uncompressed tar shard in the WebDataset layout,
   ``"<shard>.tar::<member>"`` (``"s3://bucket/shard-000.tar::000123.jpg"``):
   the member's bytes are read by a ranged read at its offset in the shard,
-  found once per shard and process by reading the shard's headers
+  found once per shard and process by a pass over the shard's headers
   (:func:`list_shard`); nothing is unpacked to disk.
 
 Whatever the source, a failure is an :class:`~skbottleneck.ImageError`
@@ -242,9 +242,9 @@ def _index_shard(shard, storage_options):
 def list_shard(shard, storage_options=None):
     """The members of a tar shard, in the order they are stored, with their sizes.
 
-    The shard's headers are read once per process (a remote shard is read
-    by ranged reads, skipping the members' data); :func:`read_image_bytes`
-    then reads any member by a ranged read of its own.
+    The shard is read once per process, front to back, keeping each
+    member's name, offset and size; :func:`read_image_bytes` then reads any
+    member by a ranged read of its own.
 
     Parameters
     ----------

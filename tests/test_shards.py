@@ -111,3 +111,16 @@ def test_a_compressed_or_missing_shard_is_named(tmp_path):
     assert info.value.path == str(packed)
     with pytest.raises(ImageError, match="no such shard"):
         load_tar_shards(tmp_path / "missing.tar")
+
+
+def test_the_command_line_takes_a_pattern_of_shards(shards):
+    from skbottleneck.cli._files import load_input
+    from skbottleneck.cli._output import CLIError
+
+    paths, _, labels = shards
+    got, got_labels = load_input(str(paths[0].parent / "shard-*.tar"))
+    assert len(got) == 8 and got_labels.tolist() == labels.tolist()
+    with pytest.raises(CLIError, match="--path-column and --label-column name the columns"):
+        load_input(str(paths[0]), label_column="kind")
+    with pytest.raises(CLIError, match="no such shard"):
+        load_input(str(paths[0].parent / "nothing-*.tar"))

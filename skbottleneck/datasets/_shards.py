@@ -57,7 +57,7 @@ def load_tar_shards(shards, *, storage_options=None, on_error="raise"):
     ----------
     shards : str, os.PathLike or sequence of them
         Uncompressed ``.tar`` files, local or URLs (``s3://bucket/shard-000.tar``).
-        Only their headers are read here (and the label members).
+        Read once here, front to back, for the members' names and offsets.
     storage_options : dict, default=None
         fsspec options for URLs; give the same to
         :class:`~skbottleneck.CNNFeatureTransformer` to read the images.
