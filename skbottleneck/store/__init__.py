@@ -88,10 +88,9 @@ Its modules are the stages of a store:
   errors of a store being written;
 * ``_lock``: the lock file, one writer at a time;
 * ``_journal``: the ``.partial`` folder, its manifest and journal;
-* ``_data_file``: ``data.h5``, created with its whole structure, checked
-  when a run resumes;
-* ``_writer``: :class:`StoreWriter`;
-* ``_subset_writer``: :meth:`StoreWriter.finalize_subset`;
+* ``_data_file``: :class:`DataFile`, ``data.h5``: created with its whole
+  structure, checked when a run resumes, rows written at their offsets;
+* ``_writer``: :class:`StoreWriter` (and :meth:`StoreWriter.finalize_subset`);
 * ``_reader``: :class:`FeatureStore`;
 * ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store;
 * ``_open``: :func:`open_rows`, a store or a feature file (Parquet, ``.npy``,

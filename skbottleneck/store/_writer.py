@@ -4,8 +4,12 @@ The store is assembled in ``<path>.partial/`` (see :mod:`._journal`):
 ``data.h5`` is created once with its whole HDF5 structure and its feature
 storage allocated, rows are then written in place with ``pwrite`` and
 recorded in the journal, and :meth:`StoreWriter.finalize` renames the file
-into place. :meth:`StoreWriter.finalize_subset` (see :mod:`._subset_writer`)
-publishes only some of the rows instead.
+into place. :meth:`StoreWriter.finalize_subset` publishes only some of the
+rows instead: they are copied, in order, into a second store assembled as
+``<path>.partial/subset.h5`` (itself written by a :class:`StoreWriter`, so a
+copy killed midway resumes), which then replaces ``<path>`` atomically; it
+records (``subset_of``) the identity of the writer it was cut from, so that
+a writer created again with the same arguments finds it finished.
 
 One writer at a time: a writer holds ``<path>.lock`` (see :mod:`._lock`)
 from its creation to its ``finalize`` or ``close``. Nothing else is
@@ -37,9 +41,21 @@ from ._data_file import DamagedDataFile, DataFile
 from ._journal import PartialFolder
 from ._lock import StoreLock, read_only
 from ._reader import ClosingMixin, FeatureStore
-from ._subset_writer import finalize_subset, is_subset_for
 
 __all__ = ["StoreWriter"]
+
+#: Bytes of rows copied per step of :meth:`StoreWriter.finalize_subset` (each
+#: step durable before the next).
+_SUBSET_COPY_BYTES = 32 << 20
+
+
+def is_subset_for(path, identity):
+    """Whether ``path`` is a store :func:`finalize_subset` cut from a writer of ``identity``."""
+    try:
+        with FeatureStore(path) as store:
+            return store.metadata.get(SUBSET_OF_ATTR) == canonical_json(identity)
+    except (UnsupportedFormatError, OSError):
+        return False
 
 
 class StoreWriter(ClosingMixin):
@@ -441,7 +457,44 @@ class StoreWriter(ClosingMixin):
         store : FeatureStore
             The finished store, open for reading.
         """
-        return finalize_subset(self, rows, metadata)
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) == self.n_rows:
+            return self.finalize()
+        if len(rows) == 0:
+            raise ValueError(f"finalize_subset needs at least one row of {self.path}.")
+        if self.finished:
+            return FeatureStore(self.path)
+        missing = rows[~self._done[rows]]
+        if len(missing):
+            raise ValueError(
+                f"{len(missing)} of the rows to keep in {self.path} have not been written yet "
+                f"(first: row {missing[0]}, {self._paths[missing[0]]!r})."
+            )
+        meta = dict(self.metadata)
+        meta.update(metadata or {})
+        meta[SUBSET_OF_ATTR] = canonical_json(self._identity)
+        sub = type(self)(
+            os.path.join(self.partial_dir, "subset.h5"),
+            paths=[self._paths[r] for r in rows],
+            labels=None if self._labels is None else self._labels[rows],
+            keys=None if self._keys is None else [k.tobytes() for k in self._keys[rows]],
+            n_features=self.n_features, dtype=self.dtype, metadata=meta,
+            chunk_rows=self.chunk_rows, overwrite=True,
+        )
+        try:
+            with self._lock:
+                step = max(1, _SUBSET_COPY_BYTES // self._row_nbytes)
+                todo = sub.missing_rows()
+                for i in range(0, len(todo), step):
+                    dst = todo[i:i + step]
+                    block = np.empty((len(dst), self.n_features), dtype=self._store_dtype)
+                    self._data.read_rows(rows[dst], block)
+                    sub.write_rows(dst, block)
+                sub.finalize().close()
+                self._publish(sub.path)
+        finally:
+            sub.close()  # its lock too, whatever happened (a rerun takes it again)
+        return FeatureStore(self.path)
 
     def close(self):
         """Release the file handle and the store's lock (the progress stays on disk).
