@@ -34,9 +34,14 @@ _EXPORTS = {
     "load_image": "images",
     "find_similar": "similarity",
     "SimilarityResult": "similarity",
+    "FeatureSpace": "feature_space",
+    "FeatureSpaceError": "feature_space",
+    "check_feature_space": "feature_space",
+    "save_model": "_model_files",
+    "load_model": "_model_files",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
+               "feature_space", "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

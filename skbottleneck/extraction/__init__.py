@@ -27,7 +27,6 @@ from ._engine import ArraySink, ExtractionEngine, ExtractionPlan, ExtractionResu
 from ._fingerprint import FEATURE_FORMAT_VERSION
 from ._from_store import transformer_from_store
 from ._openvino import ConvertedModelWarning
-from ._precision import check_pipeline_precision
 from ._runner import CNNRunner, cnn_image_count, get_runner
 from ._transformer import CNNFeatureTransformer
 from ._views import ImageViews
@@ -45,7 +44,6 @@ __all__ = [
     "ImageViews",
     "TASK_PREFIX",
     "active_client",
-    "check_pipeline_precision",
     "cnn_image_count",
     "default_partition_size",
     "fill_cache_on_cluster",

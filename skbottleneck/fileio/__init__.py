@@ -4,7 +4,8 @@ Public within the package (the names have no leading underscore); users
 never need them. What it guarantees, for every file the package writes:
 
 * **atomic** (:mod:`._atomic`): a file (:func:`write_file_atomic`) or a
-  whole folder (:func:`atomic_folder`) is written under a temporary name
+  whole folder (:func:`atomic_folder`), or a file a library writes by name
+  (:func:`atomic_file`), is written under a temporary name
   (:func:`tmp_path`, prefix :data:`TMP_PREFIX`) in the folder it will live
   in, fsynced (:func:`fsync_file`, :func:`fsync_tree`), renamed, and the
   folder fsynced (:func:`fsync_dir`); readers see the old content or the
@@ -28,6 +29,7 @@ from ._atomic import (
     STALE_TMP_SECONDS,
     TMP_PREFIX,
     TRASH_MARK,
+    atomic_file,
     atomic_folder,
     fdatasync,
     fsync_dir,
@@ -70,7 +72,8 @@ from ._rows import (
 
 __all__ = [
     "GAP_BYTES", "MAX_SPAN_BYTES", "STALE_TMP_SECONDS", "STORAGE_DTYPES", "TMP_PREFIX",
-    "TRASH_MARK", "FileLock", "StoreWarning", "UnsupportedFormatError", "atomic_folder",
+    "TRASH_MARK", "FileLock", "StoreWarning", "UnsupportedFormatError", "atomic_file",
+    "atomic_folder",
     "attr_value", "canonical_json", "check_storage_dtype", "create_preallocated", "fdatasync",
     "fsync_dir", "fsync_file", "fsync_tree", "json_default", "library_versions", "listdir",
     "named_os_error", "output_dtype", "pread_into", "pwrite", "python_attr", "raw_layout",

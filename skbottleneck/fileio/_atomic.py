@@ -83,23 +83,39 @@ def write_file_atomic(path, data):
     """Write ``data`` (bytes-like) to ``path`` so that ``path`` is either old/absent or complete.
 
     The bytes go to a temporary name in the same folder, are fsynced, and the
-    file is renamed over ``path``, then the folder is fsynced. On any
-    failure the temporary file is removed and the error raised.
+    file is renamed over ``path``, then the folder is fsynced
+    (:func:`atomic_file`). On any failure the temporary file is removed and
+    the error raised.
     """
+    with atomic_file(path) as tmp, open(tmp, "xb") as f:
+        f.write(memoryview(data).cast("B"))
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Publish a file that a library writes by name (skops, joblib, pyarrow) atomically.
+
+    Yields a temporary path beside ``path`` for the writer to fill; when the
+    ``with`` block ends without an error the file is fsynced, renamed over
+    ``path`` and the folder fsynced. On any error (or an interrupt) the
+    temporary file is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with atomic_file(os.path.join(folder, "a.txt")) as tmp:
+    ...     with open(tmp, "w") as f:
+    ...         _ = f.write("done")
+    >>> listdir(folder)
+    ['a.txt']
+    """
+    path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     tmp = tmp_path(directory, os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
     try:
-        view = memoryview(data).cast("B")
-        while len(view):
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         unlink_quietly(tmp)
