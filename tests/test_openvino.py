@@ -421,17 +421,22 @@ def test_an_unwritable_model_cache_never_stops_a_run(where, tiny, tiny_expected,
 
 DISK_FULL = """
 import json, resource, signal, sys, warnings
+import keras
 import numpy as np
 from skbottleneck import CNNFeatureTransformer
 from skbottleneck.extraction._runner import get_runner
 paths = json.loads(sys.argv[1])
-kw = dict(weights=None, random_state=0, input_size=32, cache_dir=None)
-expected = CNNFeatureTransformer("mobilenet_v2", runtime="tensorflow", **kw).fit_transform(paths)
+keras.utils.set_random_seed(0)
+x = inputs = keras.Input((32, 32, 3))
+x = keras.layers.Conv2D(64, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(x))
+x = keras.layers.Conv2D(128, 3, strides=2, activation="relu")(x)  # model.bin: 300 KB
+model = keras.Model(inputs, x)
+expected = CNNFeatureTransformer(model, runtime="tensorflow", cache_dir=None).fit_transform(paths)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # a disk full after 1 MiB
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))  # a disk full after 64 KiB
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    est = CNNFeatureTransformer("mobilenet_v2", runtime="openvino", **kw).fit()
+    est = CNNFeatureTransformer(model, runtime="openvino", cache_dir=None).fit()
     X = est.transform(paths)
 print(json.dumps({"saved": get_runner(est).saved,
                   "warnings": [str(w.message) for w in caught
