@@ -27,7 +27,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from .chunks import chunk_rows, is_row_source
+from .chunks import chunk_rows, is_row_source, nonfinite_message
 from .utils import check_paths
 
 __all__ = ["IN_MEMORY_MAX_BYTES", "SimilarityResult", "find_similar"]
@@ -202,11 +202,17 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         if len(Q) == 0 or k == 0:
             indices, distances, n_chunks = (np.zeros((len(Q), 0), np.int64),
                                             np.zeros((len(Q), 0), np.float32), 0)
-        elif in_memory:
-            indices, distances = _search_in_memory(store, rows, Q, k)
-            n_chunks = 1
         else:
-            indices, distances, n_chunks = _search_streaming(store, rows, Q, k, size)
+            try:
+                if in_memory:
+                    (indices, distances), n_chunks = _search_in_memory(store, rows, Q, k), 1
+                else:
+                    indices, distances, n_chunks = _search_streaming(store, rows, Q, k, size)
+            except ValueError as e:  # sklearn's "Input contains NaN": name the store's rows
+                message = nonfinite_message(store, owner="find_similar")
+                if message is None:
+                    raise
+                raise ValueError(message) from e
         stored_labels = store.labels
         return SimilarityResult(
             queries=queries, indices=indices, distances=distances,

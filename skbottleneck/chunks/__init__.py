@@ -26,6 +26,7 @@ from ._feature_files import (
     labels_path_of,
     open_feature_file,
 )
+from ._finite import check_finite_rows, nonfinite_message, nonfinite_rows
 from ._protocol import (
     ArrayRows,
     BlockRowsMixin,
@@ -71,6 +72,7 @@ __all__ = [
     "as_chunk_source",
     "as_row_source",
     "block_bounds",
+    "check_finite_rows",
     "check_rows",
     "chunk_rows",
     "default_block_rows",
@@ -81,6 +83,8 @@ __all__ = [
     "iter_chunk_positions",
     "iter_row_chunks",
     "labels_path_of",
+    "nonfinite_message",
+    "nonfinite_rows",
     "open_feature_file",
     "parse_bytes",
     "reading_dtype",

