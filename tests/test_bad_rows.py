@@ -79,3 +79,36 @@ def test_find_similar_names_store_and_rows(tmp_path, in_memory):
     store = make_store(tmp_path / "sim.h5", X, y)
     with pytest.raises(ValueError, match=r"find_similar cannot use .*sim\.h5.*\(row 25; "):
         find_similar(store, X[:2], k=3, in_memory=in_memory, chunk_size=8)
+
+
+# ------------------------------------------------------- empty store, classes
+@pytest.mark.parametrize("labels", [True, False])
+def test_empty_store_named(tmp_path, labels):
+    store = make_store(tmp_path / "empty.h5", np.zeros((0, 4), np.float32),
+                       labels=np.array([], dtype=str) if labels else None)
+    clf = IncrementalClassifier(epochs=1)
+    y = None if labels else []
+    with pytest.raises(ValueError, match=r"The FeatureStore .*empty\.h5 holds no rows"):
+        clf.fit(store, y)
+
+
+def test_empty_store_named_by_keras_mlp(tmp_path):
+    pytest.importorskip("keras")
+    from skbottleneck.keras_mlp import KerasMLPClassifier
+
+    store = make_store(tmp_path / "empty.h5", np.zeros((0, 4), np.float32),
+                       labels=np.array([], dtype=str))
+    with pytest.raises(ValueError, match=r"The FeatureStore .*empty\.h5 holds no rows"):
+        KerasMLPClassifier(epochs=1).fit(store, classes=["a", "b"])
+
+
+def test_partial_fit_unseen_class_named(tmp_path):
+    X, y = features()
+    clf = IncrementalClassifier().partial_fit(X[:10], y[:10], classes=["a", "b"])
+    y2 = y[10:30].astype("<U8")
+    y2[4] = "zebra"
+    with pytest.raises(ValueError, match=r"not in classes_: \['zebra'\]; classes_ is \['a', 'b'\]"):
+        clf.partial_fit(X[10:30], y2)
+    store = make_store(tmp_path / "more.h5", X[10:30], y2)
+    with pytest.raises(ValueError, match=r"not in classes_: \['zebra'\]; classes_ is \['a', 'b'\]"):
+        clf.partial_fit(store)

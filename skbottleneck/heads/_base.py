@@ -170,6 +170,8 @@ class ChunkedHeadMixin:
         """
         X = _open_rows_path(X)
         self._track_feature_space(X, reset=reset)
+        if require_y and is_row_source(X) and len(X) == 0:
+            raise ValueError(no_rows_message(X))
         if is_chunk_source(X):
             return self._wrap(X, y, sample_weight)
         params = self._check_params()
