@@ -112,3 +112,50 @@ def test_partial_fit_unseen_class_named(tmp_path):
     store = make_store(tmp_path / "more.h5", X[10:30], y2)
     with pytest.raises(ValueError, match=r"not in classes_: \['zebra'\]; classes_ is \['a', 'b'\]"):
         clf.partial_fit(store)
+
+
+# ------------------------------------------------------------ float16 overflow
+def test_float16_store_refuses_overflow(tmp_path):
+    X, _ = features()
+    X[9, 2] = 1e6
+    with pytest.raises(ValueError, match=r"over\.h5 stores float16 features.*reach 1e\+06.*"
+                                         r'dtype="float32"'):
+        make_store(tmp_path / "over.h5", X, dtype="float16")
+    np.testing.assert_array_equal(make_store(tmp_path / "ok.h5", X).read_rows([9])[0][0], X[9])
+
+
+def test_float16_transformer_overflow_named(tmp_path):
+    from PIL import Image
+
+    from skbottleneck import CNNFeatureTransformer
+    from skbottleneck._keras import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1e6)(inputs)  # pixels of 255 become 2.55e8 > 65504
+    model = keras.Model(inputs, x, name="huge")
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((32, 32, 3), 100 + i, np.uint8)).save(paths[-1])
+    cnn = CNNFeatureTransformer(model, dtype="float16", cache_dir=tmp_path / "cache",
+                                batch_size=2).fit()
+    with pytest.raises(ValueError, match=r"feature cache .*float16.*65504.*"
+                                         r'dtype="float32"'):
+        cnn.transform(paths)
+    cnn.set_params(cache_dir=None)
+    with pytest.raises(ValueError, match=r"f16\.h5 stores float16 features.*65504"):
+        cnn.extract(paths, store=tmp_path / "f16.h5")
+
+
+# ------------------------------------------------------------ mixed labels
+def test_mixed_label_types_refused(tmp_path):
+    X = np.ones((4, 3), np.float32)
+    with pytest.raises(TypeError, match=r"mixed\.h5 mix numbers \(e\.g\. 1, 2\) and strings "
+                                        r"\(e\.g\. '1', 'cat'\)"):
+        make_store(tmp_path / "mixed.h5", X, [1, "1", 2, "cat"])
+    for labels in (["1", "1", "2", "cat"], [1, 1, 2, 3], np.array([1, 2, 3, 4]),
+                   np.array(["a", 1], dtype=object).repeat(2).astype(str)):
+        store = make_store(tmp_path / "ok.h5", X, labels, overwrite=True)
+        assert list(store.labels) == list(np.asarray(labels))
+        store.close()

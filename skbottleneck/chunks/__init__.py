@@ -26,7 +26,7 @@ from ._feature_files import (
     labels_path_of,
     open_feature_file,
 )
-from ._finite import check_finite_rows, nonfinite_message, nonfinite_rows
+from ._finite import check_finite_rows, check_storable, nonfinite_message, nonfinite_rows
 from ._protocol import (
     ArrayRows,
     BlockRowsMixin,
@@ -73,6 +73,7 @@ __all__ = [
     "as_row_source",
     "block_bounds",
     "check_finite_rows",
+    "check_storable",
     "check_rows",
     "chunk_rows",
     "default_block_rows",

@@ -10,10 +10,43 @@ path only: a finite source costs nothing.
 
 import numpy as np
 
-__all__ = ["check_finite_rows", "nonfinite_message", "nonfinite_rows"]
+__all__ = ["check_finite_rows", "check_storable", "nonfinite_message", "nonfinite_rows"]
 
 #: How many bad rows a message names.
 SHOWN = 5
+
+
+def check_storable(features, stored, *, where):
+    """Refuse features that a float16 storage turned into infinities (|x| > 65504).
+
+    ``features`` are the rows given, ``stored`` the same rows in the storage
+    dtype; ``where`` names the store or cache. A float16 infinity is an
+    overflow, whether it came from this conversion or from a CNN that
+    computed in float16; other non-finite values are left to the readers
+    (:func:`check_finite_rows`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows = np.array([[1.0, 7e4]])
+    >>> check_storable(rows, rows.astype(np.float16), where="photos.h5")
+    Traceback (most recent call last):
+    ...
+    ValueError: photos.h5 stores float16 features, ... these features reach 70000: ...
+    """
+    if stored.dtype != np.float16 or not np.isinf(stored).any():
+        return
+    features = np.asarray(features)
+    finite = np.isfinite(features)
+    if features.dtype == np.float16 or not finite.any():
+        reach = "float16's infinity (they overflowed before they were stored)"
+    else:
+        reach = f"{float(np.abs(features[finite]).max()):.6g}"
+    raise ValueError(
+        f"{where} stores float16 features, whose largest magnitude is 65504, but these "
+        f"features reach {reach}: {int(np.isinf(stored).sum())} values would be stored as "
+        'infinity. Use dtype="float32".'
+    )
 
 
 def nonfinite_rows(source, chunk_rows=4096):
