@@ -26,16 +26,19 @@ from ._feature_files import (
     labels_path_of,
     open_feature_file,
 )
-from ._finite import check_finite_rows, check_storable, nonfinite_message, nonfinite_rows
 from ._protocol import (
     ArrayRows,
     BlockRowsMixin,
     RowSource,
     RowSourceMixin,
     RowSubset,
+    check_finite_rows,
     check_rows,
+    check_storable,
     is_row_source,
     iter_row_chunks,
+    nonfinite_message,
+    nonfinite_rows,
     reading_dtype,
 )
 from ._sizing import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, chunk_rows, parse_bytes, row_nbytes_of

@@ -385,7 +385,8 @@ class StoreWriter(ClosingMixin):
         if features.shape != (len(rows), self.n_features):
             raise ValueError(f"features must have shape {(len(rows), self.n_features)}; "
                              f"got {features.shape}.")
-        feats = np.ascontiguousarray(features, dtype=self._store_dtype)
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            feats = np.ascontiguousarray(features, dtype=self._store_dtype)
         check_storable(features, feats, where=self.path)
         with self._lock:
             if self._finished:
