@@ -30,6 +30,7 @@ _EXPORTS = {
     "KerasMLPClassifier": "keras_mlp",
     "list_backbones": "backbones",
     "get_backbone": "backbones",
+    "register_backbone": "backbones",
     "ImageError": "images",
     "load_image": "images",
     "find_similar": "similarity",

