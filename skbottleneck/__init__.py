@@ -31,6 +31,7 @@ _EXPORTS = {
     "list_backbones": "backbones",
     "get_backbone": "backbones",
     "register_backbone": "backbones",
+    "ZeroShotClassifier": "heads",
     "ImageError": "images",
     "load_image": "images",
     "find_similar": "similarity",

@@ -102,17 +102,18 @@ class SimilarityResult:
 @validate_params(
     {
         "store": [str, os.PathLike, HasMethods(["read_rows"])],
-        "images": ["array-like", str, os.PathLike],
+        "images": ["array-like", str, os.PathLike, None],
         "k": [Interval(Integral, 1, None, closed="left")],
         "chunk_size": [None, Interval(Integral, 1, None, closed="left"), str],
         "in_memory": ["boolean", StrOptions({"auto"})],
         "transformer": [None, HasMethods(["fit", "extract"])],
         "weights": [None, str, os.PathLike],
+        "text": [None, str, "array-like"],
     },
     prefer_skip_nested_validation=True,
 )
-def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", transformer=None,
-                 weights=None):
+def find_similar(store, images=None, k=5, *, chunk_size=None, in_memory="auto", transformer=None,
+                 weights=None, text=None):
     """Find the ``k`` stored images nearest each query image, by cosine distance.
 
     Parameters
@@ -124,6 +125,7 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         through one of its crops.
     images : str, path-like, sequence of those, or array of shape (n_queries, n_features)
         The query images; or their features, computed by the store's model.
+        Give either ``images`` or ``text``.
     k : int, default=5
         Neighbours per query (fewer when the store holds fewer images).
     chunk_size : int or str, default=None
@@ -144,6 +146,13 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
     weights : str or path-like, default=None
         The weights file the store was extracted with, when it was a file
         (the store records only its checksum); ignored with ``transformer``.
+    text : str or sequence of str, default=None
+        Text queries (``"a red bicycle"``), for a store of an image-text
+        model's features (a CLIP or SigLIP keras-hub preset, ``pooling="cls"``):
+        each text becomes a query vector in the image space through the
+        preset's text encoder (:class:`~skbottleneck.backbones.TextEncoder`),
+        then the search is the same. A store of another feature space is
+        refused (``ValueError``).
 
     Returns
     -------
@@ -193,7 +202,13 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         store = FeatureStore(store)
     try:
         size = chunk_rows("auto" if chunk_size is None else chunk_size, store.n_features * 4)
-        queries, Q, failed = _query_features(store, images, transformer, weights)
+        if (images is None) == (text is None):
+            raise ValueError("find_similar needs either images or text=, not both and not "
+                             "neither.")
+        if text is not None:
+            queries, Q, failed = _text_features(store, text)
+        else:
+            queries, Q, failed = _query_features(store, images, transformer, weights)
         n_views = int(getattr(store, "n_views", 1) or 1)
         rows = np.arange(len(store) // n_views, dtype=np.int64) * n_views  # view 0 of each image
         k = min(k, len(rows))
@@ -245,6 +260,19 @@ def _query_features(store, images, transformer, weights):
     if len(kept) == 0:  # none could be read (on_error="skip")
         Q = np.zeros((0, store.n_features), dtype=np.float32)
     return np.asarray([os.fspath(p) for p in paths[kept]], dtype=str), Q, list(result.failed)
+
+
+def _text_features(store, text):
+    """``(query texts, their embeddings in the store's image space, [])``."""
+    from .backbones._text import text_encoder_for_store
+
+    texts = [text] if isinstance(text, str) else [str(t) for t in text]
+    fingerprint = (getattr(store, "metadata", {}) or {}).get("fingerprint")
+    if fingerprint is None:
+        raise ValueError(f"The feature store {getattr(store, 'path', store)} records no model; "
+                         "text search needs one of an image-text model.")
+    encoder = text_encoder_for_store(fingerprint, where=str(getattr(store, "path", "the store")))
+    return np.asarray(texts, dtype=str), encoder.encode(texts), []
 
 
 def _transformer_for(store, transformer, weights):

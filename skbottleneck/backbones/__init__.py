@@ -36,6 +36,7 @@ from ._registry import (
     weights_identity,
 )
 from ._keras_hub import PRESETS as KERAS_HUB_PRESETS  # registers the presets
+from ._text import TextEncoder
 from ._torch_pickle import UnsafeCheckpointError, load_torch_state_dict
 from ._weights import imagenet_weights_status, parse_weights_identity
 
@@ -46,6 +47,7 @@ __all__ = [
     "EfficientNetLite2",
     "KERAS_HUB_PRESETS",
     "PREPROCESSING_MODES",
+    "TextEncoder",
     "UnsafeCheckpointError",
     "WeightsUnavailableError",
     "add_backbone_resolver",

@@ -31,10 +31,12 @@ for ``weights=None``. keras-hub is imported only when a model is built.
 import functools
 import json
 import os
+import re
 
 import numpy as np
 
 from .._keras import import_keras
+from ._backbone import Backbone
 from ._build import download_timeout
 from ._registry import add_backbone_resolver, register_backbone
 from ._weights import WeightsUnavailableError, file_sha256, keras_version
@@ -154,8 +156,9 @@ class HubPreset:
         }
         if self.family == "dinov2":
             outputs["cls+avg"] = ops.concatenate([cls, outputs["avg"]], axis=-1)
-        name = os.path.basename(os.path.normpath(self.preset))
-        return keras.Model(inputs, outputs[pooling], name=f"{name}_{pooling or 'tokens'}")
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.normpath(self.preset)))
+        suffix = (pooling or "tokens").replace("+", "_")
+        return keras.Model(inputs, outputs[pooling], name=f"{name}_{suffix}")
 
 
 def _outputs(family, backbone, x, keras):
@@ -291,8 +294,6 @@ def _entry(name, builder, size, patch, dim, parameters, preprocessing_id, regist
     )
     if register:
         return register_backbone(name, builder, **kwargs)
-    from ._registry import Backbone
-
     return Backbone(name=name, builder=builder, **kwargs)
 
 

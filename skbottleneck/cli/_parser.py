@@ -135,8 +135,11 @@ def build_parser():
                    help="'imagenet' (default), 'none' (random, seeded by --random-state) or a "
                         ".weights.h5/.keras file")
     p.add_argument("--layer", help="name of the backbone layer to take features from (default: the last)")
-    p.add_argument("--pooling", choices=("avg", "max", "none"), default="avg",
-                   help="global pooling of the feature map; 'none' keeps the whole flattened map")
+    p.add_argument("--pooling", choices=("auto", "avg", "max", "cls", "cls+avg", "none"),
+                   default="auto",
+                   help="global pooling of the feature map; 'none' keeps the whole flattened map; "
+                        "'auto' (default): the backbone's own (avg for a CNN, cls for CLIP/SigLIP, "
+                        "cls+avg for DINOv2)")
     p.add_argument("--input-size", type=_input_size, metavar="N|HxW",
                    help="resize images to this size (default: the backbone's)")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
@@ -256,7 +259,10 @@ def build_parser():
                                    "store whose features take more than 256 MiB is read in chunks (bounded memory). Unreadable "
                                    "query images get an error message; the exit status is then 1.")
     p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
-    p.add_argument("images", nargs="+", metavar="IMAGE|IMAGE_DIR", help="query images")
+    p.add_argument("images", nargs="*", metavar="IMAGE|IMAGE_DIR", help="query images")
+    p.add_argument("--text", action="append", metavar="TEXT",
+                   help="a text query instead of images (repeatable), for a store of an "
+                        "image-text model's features (CLIP, SigLIP)")
     p.add_argument("-k", type=_positive_int, default=5, metavar="K",
                    help="stored images to list per query, nearest first (default: 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")

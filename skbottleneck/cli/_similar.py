@@ -7,7 +7,7 @@ import warnings
 from .._keras import import_tf
 from ..similarity import find_similar
 from ._files import find_images, open_store, weights_arg
-from ._output import EXIT_FAILURE, EXIT_OK, echo
+from ._output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, echo
 from ._train import _transformer_from_store
 
 __all__ = ["cmd_similar"]
@@ -18,6 +18,8 @@ _IN_MEMORY = {"auto": "auto", "in_memory": True, "streaming": False}
 def cmd_similar(args):
     """Print the ``-k`` nearest stored images of each query image; exit 1 if one is unreadable."""
     store = open_store(args.store)
+    if args.text or not args.images:
+        return _text_search(store, args)
     paths = find_images(args.images)
     # Fails early, before the CNN is built, when the store's model cannot be rebuilt.
     weights = weights_arg(args.weights) if args.weights else None
@@ -38,6 +40,24 @@ def cmd_similar(args):
         echo(f"skbottleneck: error: {len(result.failed)} of {len(paths)} query images could not "
              f"be read (e.g. {first[0]}: {first[1]})", file=sys.stderr)
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _text_search(store, args):
+    """``--text``: the stored images each text describes best (an image-text store)."""
+    if not args.text or args.images:
+        echo("skbottleneck: error: give query images or --text, not both and not neither",
+             file=sys.stderr)
+        return EXIT_USAGE
+    import_tf(quiet=True)
+    try:
+        result = find_similar(store, text=args.text, k=args.k, chunk_size=args.chunk_size,
+                              in_memory=_IN_MEMORY[args.method])
+    except ValueError as e:
+        echo(f"skbottleneck: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    records = result.to_records()
+    (_print_json if args.format == "json" else _print_table)(result, records)
     return EXIT_OK
 
 

@@ -4,7 +4,9 @@
 classifier chunk by chunk; :class:`KerasMLPClassifier` trains a Keras MLP
 the same way. Both read their data through :mod:`skbottleneck.chunks` and
 share their parameters, checks and epoch / early-stopping loop
-(``heads/_base.py``). :func:`build_head` builds one by name (:data:`HEADS`).
+(``heads/_base.py``). :class:`ZeroShotClassifier` needs no training: an
+image-text model compares the images with label prompts. :func:`build_head`
+builds one by name (:data:`HEADS`).
 
 Importing this package does not import TensorFlow; a Keras head's first
 ``fit`` does.
@@ -18,9 +20,10 @@ HEADS = ("logreg", "sgd", "mlp", "keras-mlp")
 # name -> module; imported on first use, so that the command line's parser
 # (which needs HEADS) does not pay for scikit-learn
 _LAZY = {"IncrementalClassifier": "_incremental", "KerasMLPClassifier": "_keras_mlp",
-         "build_head": "_factory"}
+         "build_head": "_factory", "ZeroShotClassifier": "_zero_shot"}
 
-__all__ = ["HEADS", "IncrementalClassifier", "KerasMLPClassifier", "build_head"]
+__all__ = ["HEADS", "IncrementalClassifier", "KerasMLPClassifier", "ZeroShotClassifier",
+           "build_head"]
 
 
 def __getattr__(name):
