@@ -363,9 +363,9 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
     if plots not in ("auto", True, False):
         raise ValueError(f"The 'plots' parameter of report must be 'auto', True or False. "
                          f"Got {plots!r} instead.")
-    from .extraction import check_pipeline_precision
+    from .feature_space import check_feature_space
 
-    check_pipeline_precision(model, X)  # a head of one precision on features of the other
+    check_feature_space(model, X)  # a head of one feature space on features of another
     if y is None:
         if not is_store(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
