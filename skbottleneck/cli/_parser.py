@@ -122,7 +122,14 @@ def build_parser():
                                    "their labels, to a feature store. Rerunning the same command "
                                    "after an interruption resumes where it stopped.")
     p.add_argument("image_dir", nargs="?", metavar="IMAGE_DIR",
-                   help="folder with one subfolder of images per class")
+                   help="folder with one subfolder of images per class (local or a URL: "
+                        "s3://bucket/train/), a table of images (.csv, .parquet), or a tar "
+                        "shard in the WebDataset layout (.tar; a pattern such as "
+                        "'shard-*.tar' for several)")
+    p.add_argument("--path-column", default="path", metavar="NAME",
+                   help="a table's column of image paths (default: path)")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="a table's column of labels (default: label, when the table has one)")
     p.add_argument("--file-list", metavar="FILE",
                    help="text file with one image path per line, optionally followed by a tab "
                         "and its label (relative paths are relative to FILE's folder)")
@@ -223,6 +230,7 @@ def build_parser():
     p = sub.add_parser("evaluate", help="classification report, confusion matrix and metrics of a model",
                        description="Evaluate a saved model on a feature store (fast: no CNN) or on "
                                    "a class-per-subfolder image folder, and write a report folder: "
+                                   "report.html (the mistakes as pictures, opens offline), "
                                    "classification_report.txt, metrics.json, predictions.csv, "
                                    "confusion_matrix.png (and learning_curve.png for Keras heads).",
                        epilog=_MODEL_FILES)
@@ -234,6 +242,8 @@ def build_parser():
                         "(default: true, i.e. per true class)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="with an image folder: stop at an unreadable image, or skip it")
+    p.add_argument("--thumbnails", type=_positive_int, default=8, metavar="N",
+                   help="most pictures per section of report.html (default: 8)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     # predict
@@ -276,6 +286,9 @@ def build_parser():
     p.add_argument("--weights", metavar="PATH",
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
+    p.add_argument("--html", metavar="SHEET.html",
+                   help="also write a contact sheet: each query image beside its neighbours, "
+                        "with distances and labels (one file, opens offline)")
 
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",

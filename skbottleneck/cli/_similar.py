@@ -5,8 +5,9 @@ import sys
 import warnings
 
 from .._keras import import_tf
+from ..report import contact_sheet
 from ..similarity import find_similar
-from ._files import find_images, open_store, weights_arg
+from ._files import check_writable_file, find_images, open_store, weights_arg
 from ._output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, echo
 from ._train import _transformer_from_store
 
@@ -20,6 +21,8 @@ def cmd_similar(args):
     store = open_store(args.store)
     if args.text or not args.images:
         return _text_search(store, args)
+    if args.html:
+        check_writable_file(args.html, "contact sheet")
     paths = find_images(args.images)
     # Fails early, before the CNN is built, when the store's model cannot be rebuilt.
     weights = weights_arg(args.weights) if args.weights else None
@@ -35,6 +38,9 @@ def cmd_similar(args):
         _print_json(result, records)
     else:
         _print_table(result, records)
+    if args.html:
+        contact_sheet(result, args.html)
+        echo(f"contact sheet written to {args.html}", file=sys.stderr)
     if result.failed:
         first = result.failed[0]
         echo(f"skbottleneck: error: {len(result.failed)} of {len(paths)} query images could not "
@@ -45,9 +51,9 @@ def cmd_similar(args):
 
 def _text_search(store, args):
     """``--text``: the stored images each text describes best (an image-text store)."""
-    if not args.text or args.images:
-        echo("skbottleneck: error: give query images or --text, not both and not neither",
-             file=sys.stderr)
+    if not args.text or args.images or args.html:
+        echo("skbottleneck: error: give query images or --text, not both and not neither "
+             "(--html draws image queries only)", file=sys.stderr)
         return EXIT_USAGE
     import_tf(quiet=True)
     try:
