@@ -39,6 +39,7 @@ _EXPORTS = {
     "FeatureSpace": "feature_space",
     "FeatureSpaceError": "feature_space",
     "check_feature_space": "feature_space",
+    "open_rows": "store",
     "save_model": "_model_files",
     "load_model": "_model_files",
 }

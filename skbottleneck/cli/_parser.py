@@ -290,6 +290,20 @@ def build_parser():
                    help="also write a contact sheet: each query image beside its neighbours, "
                         "with distances and labels (one file, opens offline)")
 
+    # export
+    p = sub.add_parser("export", help="write a feature store to Parquet or NumPy (.npy)",
+                       description="Write a feature store to a Parquet file (columns key, path, "
+                                   "label, features as a fixed-size list of float32, or float16 "
+                                   "as stored) or a .npy (labels beside it in NAME.labels.npy), "
+                                   "one row per stored image in store order, a chunk at a time; "
+                                   "the file appears whole (temporary name, then rename).")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("--to", required=True, metavar="FILE.parquet|FILE.npy",
+                   help="the file to write; its suffix picks the format")
+    p.add_argument("--chunk-size", type=_chunk_size, default=None,
+                   help="rows written at a time (an int), or their size such as 16MiB "
+                        "(default: 16MiB for Parquet, one row group; 64MiB for .npy)")
+
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",
                        description="Show the size of the feature cache per model, or clear it.")

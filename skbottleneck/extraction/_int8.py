@@ -48,9 +48,9 @@ def calibration_set(transformer, X):
     A :class:`~skbottleneck.FeatureStore` of int8 features gives its own
     calibration (recorded in its fingerprint and metadata).
     """
-    from ..utils import is_store
+    from ..chunks import is_row_source
 
-    if is_store(X):
+    if is_row_source(X):
         return _store_calibration(X)
     if X is None:
         raise ValueError(

@@ -20,10 +20,11 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..backbones import resolve_backbone
+from ..chunks import is_row_source
 from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
-from ..utils import check_paths, is_store
+from ..utils import check_paths
 from ._cluster import active_client, cluster_error, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
 from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
@@ -278,7 +279,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling_ is None else int(
             self.feature_shape_[-1]
         )
-        if is_store(X):
+        if is_row_source(X):
             check_store(X, self.fingerprint_)
         return self
 
@@ -301,7 +302,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             ``on_error="skip"``; :meth:`extract` tells which).
         """
         check_is_fitted(self, "n_features_out_")
-        if is_store(X):
+        if is_row_source(X):
             check_store(X, self._checked_fingerprint())
             return X
         return self._extract_in_memory(check_paths(X), None, client=None).features
