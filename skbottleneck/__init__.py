@@ -26,8 +26,8 @@ _EXPORTS = {
     "cache_info": "store",
     "clear_cache": "store",
     "get_cache_dir": "store",
-    "IncrementalClassifier": "incremental",
-    "KerasMLPClassifier": "keras_mlp",
+    "IncrementalClassifier": "heads",
+    "KerasMLPClassifier": "heads",
     "list_backbones": "backbones",
     "get_backbone": "backbones",
     "ImageError": "images",
@@ -36,7 +36,7 @@ _EXPORTS = {
     "SimilarityResult": "similarity",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
+               "heads", "images", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

@@ -374,7 +374,7 @@ def test_train_logreg_trains_out_of_core_when_over_the_memory_budget(store, env,
 
 
 def test_train_keras_mlp_and_learning_curve(store, env, tmp_path):
-    pytest.importorskip("skbottleneck.keras_mlp")
+    pytest.importorskip("skbottleneck.heads._keras_mlp")
     out = tmp_path / "m.joblib"
     ok(["train", store, "--head", "keras-mlp", "-p", "hidden_layer_sizes=(32,)", "--epochs", "5",
         "--out", out], env)

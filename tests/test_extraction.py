@@ -425,23 +425,15 @@ def test_random_bytes_as_images_are_reported_never_crash(data, tmp_path_factory)
         assert len(failed) == 1 and failed[0][0] == path and failed[0][1]
 
 
-def test_transform_sets_no_attribute_and_the_old_ones_warn(images, tmp_path):
-    """scikit-learn's rule: transform changes nothing on the estimator. The
-    attributes it used to set are readable for one release, with a warning."""
+def test_transform_sets_no_attribute(images, tmp_path):
+    """scikit-learn's rule: transform changes nothing on the estimator; the
+    attributes it set until 0.1 are gone (what a run did comes from extract)."""
     cnn = small(on_error="skip", cache_dir=tmp_path / "cache").fit()
     before = dict(vars(cnn))
     cnn.transform(images[:3])
     assert vars(cnn).keys() == before.keys()
-    for name in ("failed_", "kept_", "extraction_stats_"):
-        with pytest.warns(FutureWarning, match=f"{name} is deprecated"):
-            value = getattr(cnn, name)
-        assert value is not None
-    with pytest.warns(FutureWarning):
-        assert cnn.failed_ == []
-    with pytest.warns(FutureWarning):
-        np.testing.assert_array_equal(cnn.kept_, [0, 1, 2])
-    assert not hasattr(small(), "failed_")  # nothing ran yet
-    assert not hasattr(cnn, "cluster_stats_")  # it ran locally
+    for name in ("failed_", "kept_", "extraction_stats_", "cluster_stats_"):
+        assert not hasattr(cnn, name)
 
 
 def test_constraints_refuse_what_cannot_be_rebuilt(images):
