@@ -331,22 +331,30 @@ def test_train_logreg_is_exact_when_the_store_fits_in_memory(store, photos, env,
     assert np.mean(pipeline.predict(paths) == np.asarray(truth)) >= 0.75
 
 
-def test_train_logreg_solver_choice():
-    from argparse import Namespace
+def test_choose_head_is_the_library_policy_the_cli_uses(store):
+    """The exact-vs-SGD choice is a public function, called from Python on a real store."""
+    from skbottleneck import FeatureStore, IncrementalClassifier
+    from skbottleneck.heads import choose_head, exact_logreg, fit_head, memory_budget
 
-    from skbottleneck.cli._train import choose_solver, exact_logreg
-
-    args = Namespace(head="logreg", epochs=None, param=[("C", 1.0)], memory_budget="1MiB")
-    assert choose_solver(args, 26, 512)[0] == "exact"  # 208 KiB
-    assert exact_logreg(args.param).named_steps["head"].C == 1.0
-    assert choose_solver(Namespace(**{**vars(args), "memory_budget": "200KiB"}), 26, 512) == (
-        "sgd", "SGD out of core (the rows in memory would take 208.0 KiB, over the 200.0 KiB "
-        "budget)")
-    # a parameter only SGD has, or --epochs, asks for the out-of-core loop
-    assert choose_solver(Namespace(**{**vars(args), "param": [("alpha", 1e-3)]}), 26, 512)[1] == (
-        "SGD out of core (--param alpha is a parameter of SGD)")
-    assert choose_solver(Namespace(**{**vars(args), "epochs": 3}), 26, 512)[0] == "sgd"
-    assert choose_solver(Namespace(**{**vars(args), "head": "mlp"}), 26, 512)[0] == "sgd"
+    with FeatureStore(store) as fs:  # 32 rows x 512 features: 256 KiB for the exact solver
+        head, solver, why = choose_head(fs, params={"C": 1.0}, memory_budget="1MiB")
+        assert (solver, why) == ("exact", "exact (L-BFGS in memory: 256.0 KiB of a 1.0 MiB "
+                                          "budget)")
+        assert head.named_steps["head"].C == 1.0
+        assert fit_head(head, fs).score(*fs.read_rows(np.arange(len(fs)))) > 0.5
+        choice = choose_head(fs, memory_budget=200 * 1024)
+        assert choice.solver == "sgd" and isinstance(choice.head, IncrementalClassifier)
+        assert choice.reason == ("SGD out of core (the rows in memory would take 256.0 KiB, over "
+                                 "the 200.0 KiB budget)")
+        assert fit_head(choice.head, fs).n_iter_ == 10
+    # a parameter only SGD has, or epochs, asks for the out-of-core loop; other heads are SGD
+    assert choose_head((26, 512), params=[("alpha", 1e-3)]).reason == (
+        "SGD out of core (parameter alpha is one only SGD has)")
+    assert choose_head(np.zeros((26, 512)), epochs=3).solver == "sgd"
+    assert choose_head((26, 512), "mlp").solver == "sgd"
+    assert memory_budget("auto") >= 256 * 2**20
+    with pytest.raises(ValueError, match="memory_budget: expected a size"):
+        choose_head((26, 512), memory_budget="lots")
     with pytest.raises(ValueError, match="no parameter 'alpha'; its parameters are: C"):
         exact_logreg([("alpha", 1e-3)])
 
