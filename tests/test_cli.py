@@ -217,6 +217,49 @@ def test_extract_int8_calibrates_on_training_images_and_test_images_reuse_it(sto
     result = run(["extract", test_photos, "--calibration-store", store, "--out",
                   tmp_path / "y.h5"], env)
     assert_one_line_error(result, 2, "needs a store of int8 features", "holds float32")
+    # an explicit float32 contradicts the int8 model of the store (it wrote int8)
+    result = run(["extract", test_photos, "--calibration-store", train8, "--precision",
+                  "float32", "--out", tmp_path / "z.h5"], env)
+    assert_one_line_error(result, 2, "--calibration-store takes the model",
+                          "drop --precision float32")
+    assert not (tmp_path / "z.h5").exists()
+
+
+@pytest.mark.parametrize("content, byte", [
+    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "0x89"),  # an HDF5 store given by mistake
+    (b"a.jpg\tcat\nb.jpg\x00\x00\tdog\n", "0x00"),  # UTF-8, but with NUL bytes
+])
+def test_a_binary_file_list_is_refused_naming_it(tmp_path, content, byte):
+    from skbottleneck.cli import CLIError
+    from skbottleneck.cli._files import read_file_list
+
+    listing = tmp_path / "features.h5"
+    listing.write_bytes(content)
+    with pytest.raises(CLIError, match=rf"file list '.*features.h5' is not a text file "
+                                       rf"\(line \d holds byte {byte}\); expected one PATH"):
+        read_file_list(str(listing))
+
+
+@pytest.mark.slow
+def test_ctrl_c_just_after_wrote_exits_with_one_line(photos, env, tmp_path):
+    """A SIGINT while the interpreter shuts down (threads joined) printed a
+    traceback from the threading module; now one line and status 130."""
+    out = tmp_path / "f.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "skbottleneck", "extract", str(photos), *SMALL,
+                             "--no-cache", "--out", str(out), "-q"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "wrote" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert proc.returncode in (0, 130), stderr
+    if proc.returncode == 130:
+        assert stderr.splitlines() == ["skbottleneck: error: interrupted after the command had "
+                                       "finished (its output is complete)"]
+    with FeatureStore(out) as fs:
+        assert len(fs) == 32
 
 
 def test_extract_from_a_file_list(store, photos, env, tmp_path):
