@@ -124,3 +124,22 @@ def test_augmented_classifier_cv_runs_no_cnn_twice_and_tta_averages(cnn, data):
     model.set_params(tta=False)
     np.testing.assert_allclose(model.predict_proba(paths),
                                model.head_.predict_proba(cnn.transform(paths)))
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_augmented_classifier_never_drops_a_prediction(cnn, data, tmp_path, tta):
+    """#24.5: with on_error="skip", [good, bad, good] gave 2 predictions (tta=False):
+    zipped with the inputs, the bad image took another image's class."""
+    from skbottleneck import ImageError
+
+    paths, labels = data
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    skip = CNNFeatureTransformer(**{**cnn.get_params(), "on_error": "skip"})
+    model = AugmentedClassifier(skip, LogisticRegression(C=0.1, max_iter=500), augment=2,
+                                tta=tta).fit(paths, labels)
+    assert len(model.predict(paths[:2])) == 2
+    for method in (model.predict, model.predict_proba):
+        with pytest.raises(ImageError, match="broken.jpg"), \
+                pytest.warns(UserWarning, match="could not be read"):
+            method([paths[0], str(bad), paths[1]])
