@@ -27,7 +27,7 @@ from ._fingerprint import check_store, fingerprint, model_name, resolve_input_si
 from ._int8 import calibration_set
 from ._openvino import resolve_runtime
 from ._runner import get_runner
-from ._views import check_views
+from ._views import check_views, check_views_fit
 
 __all__ = ["CNNFeatureTransformer"]
 
@@ -308,6 +308,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             self.fit(X)
         paths = check_paths(X)
         views = check_views(augment)
+        check_views_fit(views, store, len(paths), self.n_features_out_, self.dtype)  # at once
         if y is not None:
             y = np.asarray(y)
             if len(y) != len(paths):
