@@ -531,3 +531,30 @@ def test_fifo_and_device_are_refused_never_hang(images, tmp_path, cache):
     assert [p for p, _ in result.failed] == [str(fifo), str(zero)]
     assert all("regular file" in why for _, why in result.failed)
     np.testing.assert_array_equal(result.kept, [1, 3])
+
+
+def test_several_transformers_in_one_process_log_no_retracing_warning(photo_paths):
+    """TensorFlow counts traces per function code object: every runner's compiled
+    closure shared one count, so the 5th transformer in a process logged "5 out of
+    the last 9 calls to <function _graph.<locals>.call> triggered tf.function
+    retracing". Each runner traces once; nothing is logged."""
+    import logging
+
+    import tensorflow as tf
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    tf.get_logger().addHandler(handler)
+    try:
+        for seed in range(6):  # weights=None: a runner of its own each
+            cnn = small(random_state=seed, cache_dir=None, runtime="tensorflow").fit()
+            cnn.transform(photo_paths[0][:3])
+            cnn.transform(photo_paths[0][:1])
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert [m for m in messages if "retracing" in m] == []
