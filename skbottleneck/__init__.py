@@ -22,10 +22,10 @@ _EXPORTS = {
     "AugmentedClassifier": "extraction",
     "ImageViews": "extraction",
     "FeatureStore": "store",
-    "FeatureCache": "store",
-    "cache_info": "store",
-    "clear_cache": "store",
-    "get_cache_dir": "store",
+    "FeatureCache": "cache",
+    "cache_info": "cache",
+    "clear_cache": "cache",
+    "get_cache_dir": "cache",
     "IncrementalClassifier": "heads",
     "KerasMLPClassifier": "heads",
     "list_backbones": "backbones",
@@ -34,9 +34,14 @@ _EXPORTS = {
     "load_image": "images",
     "find_similar": "similarity",
     "SimilarityResult": "similarity",
+    "FeatureSpace": "feature_space",
+    "FeatureSpaceError": "feature_space",
+    "check_feature_space": "feature_space",
+    "save_model": "_model_files",
+    "load_model": "_model_files",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "heads", "images", "similarity", "store", "utils"}
+               "feature_space", "heads", "images", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

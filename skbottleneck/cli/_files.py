@@ -13,6 +13,7 @@ import numpy as np
 
 from .._keras import import_tf
 from .._model_files import UntrustedModelError, check_model_file
+from ..feature_space import FeatureSpaceError
 from .._model_files import load_model as _load_model_file
 from ..datasets import list_images, load_image_folder
 from ..store import FeatureStore
@@ -152,6 +153,8 @@ def load_model(path):
     import_tf(quiet=True)  # quiets TensorFlow's start-up logs; a Keras head needs it
     try:
         model = _load_model_file(path)
+    except FeatureSpaceError as e:  # a head and its features disagree: say which
+        raise CLIError(str(e)) from e
     except Exception as e:
         raise CLIError(f"{path!r} is not a model file saved by `skbottleneck train` "
                        f"({fmt} could not load it: {type(e).__name__}: {e})") from e

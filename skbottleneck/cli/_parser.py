@@ -220,6 +220,7 @@ def build_parser():
     p = sub.add_parser("evaluate", help="classification report, confusion matrix and metrics of a model",
                        description="Evaluate a saved model on a feature store (fast: no CNN) or on "
                                    "a class-per-subfolder image folder, and write a report folder: "
+                                   "report.html (the mistakes as pictures, opens offline), "
                                    "classification_report.txt, metrics.json, predictions.csv, "
                                    "confusion_matrix.png (and learning_curve.png for Keras heads).",
                        epilog=_MODEL_FILES)
@@ -231,6 +232,8 @@ def build_parser():
                         "(default: true, i.e. per true class)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="with an image folder: stop at an unreadable image, or skip it")
+    p.add_argument("--thumbnails", type=_positive_int, default=8, metavar="N",
+                   help="most pictures per section of report.html (default: 8)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     # predict
@@ -270,6 +273,9 @@ def build_parser():
     p.add_argument("--weights", metavar="PATH",
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
+    p.add_argument("--html", metavar="SHEET.html",
+                   help="also write a contact sheet: each query image beside its neighbours, "
+                        "with distances and labels (one file, opens offline)")
 
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",
