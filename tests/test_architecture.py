@@ -29,6 +29,7 @@ RANKS = {
     "images": 1,
     "backbones": 2,
     "datasets": 2,
+    "remote": 2,  # image bytes from URLs, object storage and tar shards
     "chunks": 3,
     "cache": 4,
     "store": 5,

@@ -122,7 +122,14 @@ def build_parser():
                                    "their labels, to a feature store. Rerunning the same command "
                                    "after an interruption resumes where it stopped.")
     p.add_argument("image_dir", nargs="?", metavar="IMAGE_DIR",
-                   help="folder with one subfolder of images per class")
+                   help="folder with one subfolder of images per class (local or a URL: "
+                        "s3://bucket/train/), a table of images (.csv, .parquet), or a tar "
+                        "shard in the WebDataset layout (.tar; a pattern such as "
+                        "'shard-*.tar' for several)")
+    p.add_argument("--path-column", default="path", metavar="NAME",
+                   help="a table's column of image paths (default: path)")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="a table's column of labels (default: label, when the table has one)")
     p.add_argument("--file-list", metavar="FILE",
                    help="text file with one image path per line, optionally followed by a tab "
                         "and its label (relative paths are relative to FILE's folder)")

@@ -78,6 +78,16 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         :meth:`extract` returns which images were left out and why.
     decode_threads : int or None, default=None
         Threads decoding images while the CNN runs. ``None``: ``min(4, cpu_count)``.
+        Remote images are read by 16 I/O threads of their own, ahead of decoding.
+    storage_options : dict or None, default=None
+        fsspec options for image URLs (``s3://``, ``gs://``, ``az://``,
+        ``https://``...): credentials, ``{"client_kwargs": {"endpoint_url":
+        ...}}``, ``{"anon": True}``. None: fsspec's defaults and the
+        environment (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``...). Keyed by
+        protocol (``{"s3": {...}, "https": {...}}``) when URLs of several
+        kinds are read. They change
+        where images are read, not the features: the cache key is the
+        content of the bytes read, the same as for a local copy.
     mixed_precision : bool, default=False
         Run the CNN in float16 compute (useful on a GPU; slower on most CPUs).
     runtime : {"auto", "tensorflow", "openvino"}, default="auto"
@@ -149,6 +159,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "decode_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "storage_options": [dict, None],
         "mixed_precision": ["boolean"],
         "runtime": [StrOptions({"auto", "tensorflow", "openvino"})],
         "precision": [StrOptions({"float32", "int8"})],
@@ -169,6 +180,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         cache_dir="auto",
         on_error="raise",
         decode_threads=None,
+        storage_options=None,
         mixed_precision=False,
         runtime="auto",
         precision="float32",
@@ -185,6 +197,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.on_error = on_error
         self.decode_threads = decode_threads
+        self.storage_options = storage_options
         self.mixed_precision = mixed_precision
         self.runtime = runtime
         self.precision = precision
