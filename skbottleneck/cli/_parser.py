@@ -156,8 +156,8 @@ def build_parser():
                    help="what runs the CNN: 'openvino' needs pip install 'skbottleneck[openvino]'; "
                         "'auto' (default) picks it where it was checked to give TensorFlow's "
                         "features, TensorFlow otherwise")
-    p.add_argument("--precision", choices=("float32", "int8"), default="float32",
-                   help="'int8' quantises the CNN (OpenVINO + NNCF; measured 2-2.7x TensorFlow's "
+    p.add_argument("--precision", choices=("float32", "int8"),
+                   help="float32 (default) or 'int8': 'int8' quantises the CNN (OpenVINO + NNCF; measured 2-2.7x TensorFlow's "
                         "transform) calibrated on 64 "
                         "of these images: run it on the training images, then give that store "
                         "to --calibration-store when extracting the test images. int8 features "
