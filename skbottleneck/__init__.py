@@ -34,6 +34,8 @@ _EXPORTS = {
     "load_image": "images",
     "find_similar": "similarity",
     "SimilarityResult": "similarity",
+    "build_index": "similarity",
+    "find_duplicates": "similarity",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
                "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
