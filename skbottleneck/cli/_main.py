@@ -24,7 +24,7 @@ __all__ = ["main"]
 # `--help`, `backbones` and `cache` do not import the CNN and training stack)
 _COMMANDS = {"backbones": "_backbones", "extract": "_extract", "train": "_train",
              "evaluate": "_evaluate", "predict": "_evaluate", "similar": "_similar",
-             "cache": "_cache"}
+             "cache": "_cache", "index": "_index", "duplicates": "_duplicates"}
 
 
 def _command(name):

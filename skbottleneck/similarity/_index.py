@@ -103,12 +103,16 @@ class SimilarityIndex:
         ``nprobe``.
     n_new_images : int
         Images the store holds beyond those indexed (appended since).
+    n_added : int
+        Images the call that returned this index added to it
+        (:func:`build_index`; 0 when it was up to date, or loaded).
     """
 
     path: str
     index: object
     meta: dict
     n_new_images: int = 0
+    n_added: int = 0
 
     @property
     def n_images(self):
@@ -356,7 +360,7 @@ def build_index(store, *, factory="auto", nprobe=None, sample_size=65536, chunk_
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                     faiss_version=faiss.__version__)
         _save(folder, index, meta)
-        return SimilarityIndex(folder, index, meta, 0)
+        return SimilarityIndex(folder, index, meta, 0, n_images - start)
     finally:
         if opened:
             store.close()
