@@ -218,7 +218,8 @@ def wait_for_idle(max_wait=120, busy=0.15):
 def write_bandwidth(tmp, n_rows, d, batch):
     """MB/s of (a) cache shards of one batch (the workers' writes) and
     (b) the client's copy from the cache into a store."""
-    from skbottleneck.store import FeatureCache, StoreWriter
+    from skbottleneck.cache import FeatureCache
+    from skbottleneck.store import StoreWriter
 
     rng = np.random.default_rng(0)
     feats = rng.random((n_rows, d), dtype=np.float32)
@@ -242,7 +243,7 @@ def write_bandwidth(tmp, n_rows, d, batch):
 
 def hash_rate(paths):
     from skbottleneck.cache import _keys
-    from skbottleneck.store import file_keys
+    from skbottleneck.cache import file_keys
 
     _keys._key_memo.clear()  # hash for real (the files are in the page cache)
     t = time.perf_counter()

@@ -22,10 +22,10 @@ _EXPORTS = {
     "AugmentedClassifier": "extraction",
     "ImageViews": "extraction",
     "FeatureStore": "store",
-    "FeatureCache": "store",
-    "cache_info": "store",
-    "clear_cache": "store",
-    "get_cache_dir": "store",
+    "FeatureCache": "cache",
+    "cache_info": "cache",
+    "clear_cache": "cache",
+    "get_cache_dir": "cache",
     "IncrementalClassifier": "incremental",
     "KerasMLPClassifier": "keras_mlp",
     "list_backbones": "backbones",
@@ -36,9 +36,14 @@ _EXPORTS = {
     "SimilarityResult": "similarity",
     "build_index": "similarity",
     "find_duplicates": "similarity",
+    "FeatureSpace": "feature_space",
+    "FeatureSpaceError": "feature_space",
+    "check_feature_space": "feature_space",
+    "save_model": "_model_files",
+    "load_model": "_model_files",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
+               "feature_space", "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

@@ -24,9 +24,12 @@ than unpickled.
 """
 
 import os
+import warnings
 import zipfile
 
-from .extraction import CNNFeatureTransformer, check_pipeline_precision
+from .extraction import CNNFeatureTransformer
+from .feature_space import check_feature_space, pipeline_steps
+from .fileio import atomic_file
 from .heads import IncrementalClassifier, KerasMLPClassifier
 
 __all__ = ["SKOPS_EXTENSION", "TRUSTED_TYPES", "UntrustedModelError", "check_model_file",
@@ -184,15 +187,23 @@ def load_model(path):
         A skops file holding a type that is not trusted.
     ValueError
         A ``.skops`` file that is not a skops file, or a damaged one; a
-        Pipeline whose head was trained on features of another precision
-        than its transformer computes
-        (:func:`~skbottleneck.extraction.check_pipeline_precision`).
+        Pipeline whose head was trained on features of another space than
+        its transformer computes
+        (:func:`~skbottleneck.feature_space.check_feature_space`), or
+        whose transformer's stored ``fingerprint_`` is not what its
+        parameters build (an edited file).
+
+    Warns
+    -----
+    UserWarning
+        For a pickle (it ran code when loaded), and for a transformer whose
+        ``cache_dir`` names a folder (it came from the file).
 
     Examples
     --------
     >>> import os, tempfile
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from skbottleneck._model_files import load_model, save_model
+    >>> from skbottleneck import load_model, save_model
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path = os.path.join(tmp.name, "model.skops")
     >>> save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), path)
@@ -205,14 +216,37 @@ def load_model(path):
     if check_model_file(path) == "joblib":
         import joblib
 
-        return check_pipeline_precision(joblib.load(path))
+        warnings.warn(f"{path} is a pickle (joblib): loading it runs whatever code it holds. "
+                      f"Load pickles only from a source you trust; save models as .skops "
+                      f"files, which load without running code.", UserWarning, stacklevel=2)
+        return _checked(joblib.load(path), path)
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        return check_pipeline_precision(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
+        model = skops.io.load(path, trusted=list(TRUSTED_TYPES))
     except UntrustedTypesFoundException as e:  # pragma: no cover - check_model_file saw them
         raise UntrustedModelError(path, [str(e)]) from e
+    return _checked(model, path)
+
+
+def _checked(model, path):
+    """``model`` once its feature spaces agree (and its transformers' identities hold)."""
+    try:
+        check_feature_space(model)
+    except ValueError as e:
+        raise type(e)(f"{path}: {e}") from e
+    for _, step in pipeline_steps(model):
+        if not isinstance(step, CNNFeatureTransformer):
+            continue
+        cache_dir = step.get_params().get("cache_dir")
+        if cache_dir not in ("auto", None):
+            warnings.warn(
+                f"{path}: its CNNFeatureTransformer writes its feature cache to "
+                f"{os.fspath(cache_dir)!r}, a folder named in the file; "
+                f"model.set_params(...cache_dir='auto') uses this machine's default cache.",
+                UserWarning, stacklevel=3)
+    return model
 
 
 def save_model(model, path):
@@ -237,15 +271,23 @@ def save_model(model, path):
 
     Raises
     ------
-    ValueError
-        A Pipeline whose head was trained on features of another precision
+    FeatureSpaceError
+        A Pipeline whose head was trained on features of another space
         than its transformer computes (nothing is written).
+
+    Notes
+    -----
+    A head after a transformer in a Pipeline learned from that
+    transformer's features: before writing, each such step that has no
+    ``feature_space_`` yet records the transformer's
+    (:func:`~skbottleneck.feature_space.check_feature_space` with
+    ``record=True``), so that the loaded model refuses features of another
+    space.
     """
-    check_pipeline_precision(model)
+    check_feature_space(model, record=True)
     path = os.fspath(path)
     fmt = "skops" if path.lower().endswith(SKOPS_EXTENSION) else "joblib"
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    with atomic_file(path) as tmp:
         if fmt == "skops":
             import skops.io
 
@@ -254,13 +296,4 @@ def save_model(model, path):
             import joblib
 
             joblib.dump(model, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return fmt

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from skbottleneck.cache._index import _indexes
-from skbottleneck.store import FeatureCache, StoreWriter
+from skbottleneck.cache import FeatureCache
+from skbottleneck.store import StoreWriter
 
 
 def median_time(fn, repeat=3):

@@ -40,7 +40,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from skbottleneck.store import FeatureCache, StoreWarning, StoreWriter  # noqa: E402
+from skbottleneck.cache import FeatureCache  # noqa: E402
+from skbottleneck.store import StoreWarning, StoreWriter  # noqa: E402
 
 
 def synthetic_key(i):

@@ -23,10 +23,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "skbottleneck"
 #: The front ends (report, CLI) sit on top.
 RANKS = {
     "utils": 0,
+    "fileio": 0,  # the one home of file I/O: atomic writes, the lock, positional reads
+    "feature_space": 1,  # which model computed features: what store, heads and model files check
     "_keras": 1,
     "images": 1,
     "backbones": 2,
     "datasets": 2,
+    "remote": 2,  # image bytes from URLs, object storage and tar shards
     "chunks": 3,
     "cache": 4,
     "store": 5,
@@ -41,7 +44,12 @@ RANKS = {
     "cli": 10,
     "__main__": 10,
 }
-MAX_LINES = 500
+#: Lines of code a module may have (docstrings, comments and blank lines not
+#: counted): a room sized by its concept, not by its documentation.
+MAX_CODE_LINES = 400
+#: Package modules that importing a head may load (``from skbottleneck import
+#: IncrementalClassifier``): no runner, Dask stage or store writer.
+HEAD_IMPORT_BUDGET = 25
 #: Data, not code.
 LONG_DATA_MODULES = {"skbottleneck.backbones._imagenet_classes"}
 
@@ -152,9 +160,44 @@ def test_rooms_import_only_lower_rooms(graph):
     assert upward == []
 
 
+def code_lines(source):
+    """Lines of code of a module: not blank, not a comment, not in a docstring."""
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(1 for i, line in enumerate(source.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and i not in docstrings)
+
+
+def test_code_lines_are_counted_without_docstrings_and_comments():
+    source = 'def f():\n    """Doc.\n\n    More.\n    """\n    # a comment\n\n    return 1\n'
+    assert code_lines(source) == 2
+
+
 def test_no_module_is_long():
     long = sorted(
-        f"{name}: {n} lines" for name, path in _modules().items()
-        if name not in LONG_DATA_MODULES and (n := len(path.read_text().splitlines())) > MAX_LINES
+        f"{name}: {n} lines of code" for name, path in _modules().items()
+        if name not in LONG_DATA_MODULES and (n := code_lines(path.read_text())) > MAX_CODE_LINES
     )
     assert long == []
+
+
+def test_importing_a_head_loads_no_runner_dask_stage_or_store_writer():
+    """``from skbottleneck import IncrementalClassifier`` in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from skbottleneck import IncrementalClassifier, KerasMLPClassifier\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('skbottleneck'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout
+    loaded = json.loads(out.splitlines()[-1])
+    assert len(loaded) <= HEAD_IMPORT_BUDGET, loaded
+    heavy = [m for m in loaded if m.startswith(("skbottleneck.extraction", "skbottleneck.store",
+                                                "skbottleneck.distributed", "skbottleneck.cache"))]
+    assert heavy == []

@@ -422,7 +422,7 @@ def test_evaluate_rejects_a_store_of_another_model(model, photos, env, tmp_path)
     ok(["extract", photos, "--backbone", "vgg16", "--weights", "none", "--random-state", "1",
         "--input-size", "32", "--out", other, "-q"], env)
     result = run(["evaluate", model, other, "--report", tmp_path / "r"], env)
-    assert_one_line_error(result, 2, "another model")
+    assert_one_line_error(result, 2, "different feature spaces")
 
 
 def test_predict_csv_json_and_bad_images(model, photos, env, tmp_path):

@@ -233,8 +233,8 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
     from sklearn.pipeline import make_pipeline
 
     from skbottleneck import IncrementalClassifier, KerasMLPClassifier, report
-    from skbottleneck._model_files import load_model, save_model
-    from skbottleneck.extraction import check_pipeline_precision, transformer_from_store
+    from skbottleneck import check_feature_space, load_model, save_model
+    from skbottleneck.extraction import transformer_from_store
 
     paths, y = photo_paths
     kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "cache"))
@@ -246,30 +246,34 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
     heads = [IncrementalClassifier(epochs=2, random_state=0).fit(store8),
              KerasMLPClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0).fit(store8)]
     for head in heads:
-        assert head.feature_precision_ == "int8"
+        assert head.feature_space_["id"] == q.feature_space_.id
+        assert head.feature_space_["description"].endswith(", int8")
         name = type(head).__name__
         for call in (head.predict, head.score, head.partial_fit):
-            with pytest.raises(ValueError, match=rf"This {name} was trained on int8 "
-                                                 r"features.*f32\.h5 gives float32 ones"):
+            with pytest.raises(ValueError, match=rf"This {name} was trained on features of "
+                                                 r"vgg16.*int8 .*f32\.h5 gives features of "
+                                                 r"vgg16.*float32"):
                 call(store32)
         assert head.predict(store8).shape == (len(paths),)  # its own precision is fine
-        with pytest.raises(ValueError, match="trained on int8 features.*float32 ones"):
+        with pytest.raises(ValueError, match="trained on features of.*int8.*float32"):
             report(head, store32, out_dir=tmp_path / "report")
         wrong = make_pipeline(f32, head)
         with pytest.raises(ValueError, match=f"The head '{name.lower()}' \\({name}\\) was "
-                                             "trained on int8.*'cnnfeaturetransformer'"):
-            check_pipeline_precision(wrong)
-        with pytest.raises(ValueError, match="precision='int8'"):
+                                             "trained on.*int8.*'cnnfeaturetransformer'"):
+            check_feature_space(wrong)
+        with pytest.raises(ValueError, match="int8 and float32 features of one CNN"):
             save_model(wrong, tmp_path / "wrong.skops")
         assert not (tmp_path / "wrong.skops").exists()
         right = make_pipeline(transformer_from_store(store8).fit(store8), head)
-        assert check_pipeline_precision(right) is right
+        assert check_feature_space(right) is right
         save_model(right, tmp_path / "right.joblib")
-        assert (load_model(tmp_path / "right.joblib").predict(paths[:4])
+        with pytest.warns(UserWarning, match="runs whatever code it holds"):
+            loaded = load_model(tmp_path / "right.joblib")
+        assert (loaded.predict(paths[:4])
                 == right.predict(paths[:4])).all()
     # a head trained on arrays does not know, and is not refused anywhere
     plain = IncrementalClassifier(epochs=1, random_state=0).fit(store32.read_rows(
         np.arange(len(store32)))[0], y)
-    assert plain.feature_precision_ is None
+    assert plain.feature_space_ is None
     assert plain.predict(store8).shape == (len(paths),)
-    check_pipeline_precision(make_pipeline(q, plain))
+    check_feature_space(make_pipeline(q, plain))

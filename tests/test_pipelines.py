@@ -147,7 +147,7 @@ def test_four_processes_extracting_overlapping_sets_into_one_cache(photo_paths, 
     cnn = CNNFeatureTransformer(**SMALL, batch_size=4, cache_dir=cache_dir).fit()
     cache = FeatureCache(cache_dir, cnn.fingerprint_, dtype="float32")
     cache.compact(min_shards=1)
-    from skbottleneck.store import file_keys
+    from skbottleneck.cache import file_keys
 
     covered = sorted({p for s in subsets for p in s})
     keys = file_keys(covered)

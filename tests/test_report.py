@@ -72,7 +72,8 @@ def test_report_files_and_metrics_match_sklearn(features, fitted, tmp_path):
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["accuracy"] == metrics["accuracy"]
     assert on_disk["confusion_matrix"] == cm.tolist()
-    assert set(on_disk["files"]) == {"classification_report", "predictions", "confusion_matrix", "metrics"}
+    assert set(on_disk["files"]) == {"classification_report", "predictions", "confusion_matrix", "metrics",
+                                    "html"}
 
     text = (tmp_path / "classification_report.txt").read_text()
     assert text.startswith("VGG16 random 32px")
@@ -133,7 +134,7 @@ def test_report_checks_the_store_belongs_to_the_model(photo_paths, tmp_path):
     model = make_pipeline(cnn, StandardScaler(), LogisticRegression(max_iter=200)).fit(paths, labels)
     other = CNNFeatureTransformer(**dict(SMALL, random_state=1)).extract(
         paths, labels, store=tmp_path / "b.h5")
-    with pytest.raises(ValueError, match="another model"):
+    with pytest.raises(ValueError, match="different feature spaces"):
         report(model, other, None, tmp_path / "r")
     assert report(model, store, None, tmp_path / "r")["n_samples"] == len(paths)
 
@@ -178,12 +179,15 @@ def test_without_matplotlib(features, fitted, tmp_path, monkeypatch):
         report(fitted, X, y, tmp_path / "required", plots=True)
     metrics = report(fitted, X, y, tmp_path / "none", plots=False)
     assert sorted(p.name for p in (tmp_path / "none").iterdir()) == [
-        "classification_report.txt", "metrics.json", "predictions.csv"]
+        "classification_report.txt", "metrics.json", "predictions.csv", "report.html"]
+    assert "Confusion matrix" in (tmp_path / "none" / "report.html").read_text()  # no matplotlib needed
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(normalize="rows"), "normalize"),
     (dict(plots="yes"), "plots"),
+    (dict(max_thumbnails=0), "max_thumbnails"),
+    (dict(thumbnail_size=True), "thumbnail_size"),
 ])
 def test_invalid_parameters(features, fitted, tmp_path, kwargs, match):
     X, y, _ = features

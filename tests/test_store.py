@@ -30,9 +30,9 @@ import pytest
 import skbottleneck.store as store_module
 import skbottleneck.store._subset_writer as subset_writer_module
 from _store_worker import METADATA, dataset, fingerprint, synthetic_features
+from skbottleneck.cache import FeatureCache
 from skbottleneck.cache._index import _indexes
 from skbottleneck.store import (
-    FeatureCache,
     FeatureStore,
     InsufficientDiskSpaceError,
     StoreLockedError,

@@ -4,16 +4,63 @@
 under a key of the image file's *content* (:func:`file_key`), one folder
 per model fingerprint (:func:`fingerprint_id`) under the cache root
 (:func:`get_cache_dir`); :func:`cache_info` and :func:`clear_cache` look
-after the root. The layout, and why a kill at any moment cannot leave an
-unreadable cache, are described in :mod:`skbottleneck.store`, which
-re-exports these names. Each row is stored with a checksum verified
-whenever it is read: a shard whose bytes changed is quarantined and its
-rows computed again, never served.
+after the root (the feature folders and the converted OpenVINO models kept
+there). Each row is stored with a checksum verified whenever it is read: a
+shard whose bytes changed is quarantined and its rows computed again,
+never served.
+
+On-disk layout
+--------------
+::
+
+    cache_dir/
+      <fingerprint_id>/            16 hex digits, see fingerprint_id()
+        fingerprint.json           the fingerprint dict, storage dtype,
+                                   metadata (written atomically)
+        compact.lock               taken by the process compacting
+        shards/
+          <time_ns:016x>-<pid>-<rand:08x>.h5   immutable shards
+          .tmp-*                   being written (ignored; removed when stale)
+        quarantine/                damaged shards, moved aside
+      openvino/<model id>/         converted models (owned by
+                                   skbottleneck.extraction._openvino)
+
+A shard holds root attributes ``schema="skbottleneck.cache_shard"``,
+``format_version``, ``fingerprint_id``, ``n_features``, ``storage_dtype``,
+``metadata_json`` and the library versions; a dataset ``keys`` (uint8,
+``(n, key_length)``), a contiguous dataset ``features`` (``(n, d)``,
+little-endian float16/32/64, uncompressed) and ``checksums`` (uint64,
+``(n,)``, attribute ``algorithm="xxh3_64-key8"``: the XXH3-64 of each
+row's bytes XOR the first 8 bytes of its key, verified on every read;
+shards written by 0.1 have none and are read unverified).
+
+Why a kill cannot leave anything unreadable
+-------------------------------------------
+* A shard is built in memory, written to ``shards/.tmp-...``, fsynced,
+  then renamed (atomic) to its final name, and the folder is fsynced
+  (:func:`skbottleneck.fileio.write_file_atomic`). Readers list only
+  final names: a shard is complete or invisible. A kill loses at most the
+  batch being written (its temporary file is ignored, and removed by a
+  later :meth:`FeatureCache.compact`).
+* :meth:`FeatureCache.compact` (one process at a time per folder:
+  ``compact.lock``, a :class:`skbottleneck.fileio.FileLock`) writes a
+  merged shard the same way and only then deletes its sources: a kill
+  leaves duplicates (same features), which the next compaction drops.
+  Readers that listed a deleted source look the keys up again. Several
+  processes may write at once: names never collide, and a key written
+  twice has the same features.
+* A shard found damaged (truncated, garbage, a row whose checksum fails)
+  is reported with a :class:`~skbottleneck.store.StoreWarning` naming it
+  and moved to ``quarantine/``; its rows are treated as missing and
+  computed again. A shard of another format version is ignored with a
+  warning, never misread.
+
+The cache keeps an in-memory index (key -> shard, row) per folder and
+process; a look-up lists ``shards/`` only when its modification time
+changed, and opens only the shards it has not seen.
 
 Modules, in the order a feature vector travels:
 
-* ``_fileio``: atomic writes, positional I/O, preallocated HDF5 datasets,
-  the format errors and warnings (shared with :mod:`skbottleneck.store`);
 * ``_keys``: content keys of files, fingerprint ids, the cache root;
 * ``_format``: schema names, format version, shard names;
 * ``_checksums``: the checksum of each row, verified on every read;

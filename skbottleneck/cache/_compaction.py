@@ -15,19 +15,19 @@ import warnings
 
 import numpy as np
 
-from ._checksums import ShardChecksumError, key_words, row_digests
-from ._fileio import (
-    _MAX_SPAN_BYTES,
+from ..fileio import (
+    MAX_SPAN_BYTES,
+    FileLock,
     StoreWarning,
-    _create_preallocated,
-    _fsync_dir,
-    _lock_file,
-    _named_os_error,
-    _pwrite,
-    _remove_stale_tmp,
-    _tmp_path,
-    _unlink_quietly,
+    create_preallocated,
+    fsync_dir,
+    named_os_error,
+    pwrite,
+    remove_stale_tmp,
+    tmp_path,
+    unlink_quietly,
 )
+from ._checksums import ShardChecksumError, key_words, row_digests
 from ._format import KEY_LENGTH, new_shard_name
 from ._shards import _Shard, create_checksums, read_shard_rows, set_shard_attrs
 
@@ -53,16 +53,17 @@ def compact(index, shard_attrs, min_shards=16, *, target_bytes=256 * 2**20):
         Number of shards merged away.
     """
     lock_path = os.path.join(index.directory, "compact.lock")
+    lock = FileLock(lock_path)
     try:
-        lock_fd = _lock_file(lock_path)
+        taken = lock.acquire(timeout=0)
     except FileNotFoundError:  # the cache was cleared meanwhile: nothing to merge
         return 0
     except OSError as e:
-        raise _named_os_error(e, "create the feature cache's lock file", lock_path) from e
-    if lock_fd is None:  # another process is compacting
+        raise named_os_error(e, "create the feature cache's lock file", lock_path) from e
+    if not taken:  # another process is compacting
         return 0
     try:
-        _remove_stale_tmp(index.shard_dir)
+        remove_stale_tmp(index.shard_dir)
         with index.lock:
             index.refresh()
             # keys of another length (written by an older skbottleneck) are left
@@ -92,12 +93,12 @@ def compact(index, shard_attrs, min_shards=16, *, target_bytes=256 * 2**20):
                 if merged is not None:
                     index.add(merged)
                 for s in group:
-                    _unlink_quietly(s.path)
+                    unlink_quietly(s.path)
                 index.remove([s.name for s in group])
                 n_merged += len(group)
             return n_merged
     finally:
-        os.close(lock_fd)
+        lock.release()
 
 
 def _groups(shards, target_bytes):
@@ -175,7 +176,7 @@ def _merge(shard_dir, sources, seen, shard_attrs):
     row_nbytes = d * dtype.itemsize
     name = new_shard_name()
     final = os.path.join(shard_dir, name)
-    tmp = _tmp_path(shard_dir, name)
+    tmp = tmp_path(shard_dir, name)
     digests = np.empty(len(keys), np.uint64)
     try:
         try:
@@ -183,13 +184,13 @@ def _merge(shard_dir, sources, seen, shard_attrs):
                 set_shard_attrs(f, n_features=d, **shard_attrs)
                 f.create_dataset("keys", data=key_arr)
                 sums_offset = create_checksums(f, len(keys))
-                offset = _create_preallocated(f, "features", (len(keys), d), dtype)
+                offset = create_preallocated(f, "features", (len(keys), d), dtype)
             fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
         except (OSError, RuntimeError) as e:  # HDF5's own writes fail as RuntimeError too
-            raise _named_os_error(e, "write the merged feature cache shard", final) from e
+            raise named_os_error(e, "write the merged feature cache shard", final) from e
         try:
             pos = 0
-            block = max(1, _MAX_SPAN_BYTES // max(1, row_nbytes))
+            block = max(1, MAX_SPAN_BYTES // max(1, row_nbytes))
             for s, rows in picks:
                 for a in range(0, len(rows), block):
                     r = rows[a:a + block]
@@ -210,17 +211,17 @@ def _merge(shard_dir, sources, seen, shard_attrs):
             try:
                 os.fsync(fd)
             except OSError as e:
-                raise _named_os_error(e, "write the merged feature cache shard", final) from e
+                raise named_os_error(e, "write the merged feature cache shard", final) from e
         finally:
             os.close(fd)
         try:
             os.replace(tmp, final)
         except OSError as e:
-            raise _named_os_error(e, "write the merged feature cache shard", final) from e
+            raise named_os_error(e, "write the merged feature cache shard", final) from e
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
-    _fsync_dir(shard_dir)
+    fsync_dir(shard_dir)
     seen.update(new_seen)
     return _Shard(name, final, keys, d, shard_attrs["dtype"], offset, os.path.getsize(final),
                   digests=digests)
@@ -228,6 +229,6 @@ def _merge(shard_dir, sources, seen, shard_attrs):
 
 def _write(fd, data, offset, path):
     try:
-        _pwrite(fd, data, offset)
+        pwrite(fd, data, offset)
     except OSError as e:
-        raise _named_os_error(e, "write the merged feature cache shard", path) from e
+        raise named_os_error(e, "write the merged feature cache shard", path) from e

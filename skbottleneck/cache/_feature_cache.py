@@ -12,16 +12,16 @@ import time
 
 import numpy as np
 
+from ..fileio import (
+    canonical_json,
+    check_storage_dtype,
+    json_default,
+    named_os_error,
+    output_dtype,
+    write_file_atomic,
+)
 from ._checksums import key_words, row_digests
 from ._compaction import compact
-from ._fileio import (
-    _canonical_json,
-    _check_storage_dtype,
-    _json_default,
-    _named_os_error,
-    _output_dtype,
-    _write_file_atomic,
-)
 from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, KEY_LENGTH, ROW_BITS, new_shard_name
 from ._index import get_index
 from ._keys import check_keys, fingerprint_id
@@ -95,11 +95,11 @@ class FeatureCache:
     def __init__(self, cache_dir, fingerprint, *, dtype="float32", metadata=None):
         self.cache_dir = os.path.abspath(os.fspath(cache_dir))
         self.fingerprint = fingerprint
-        self.dtype = _check_storage_dtype(dtype)
+        self.dtype = check_storage_dtype(dtype)
         self.metadata = dict(metadata or {})
         self.fingerprint_id = fingerprint_id(fingerprint, self.dtype)
         self.path = os.path.join(self.cache_dir, self.fingerprint_id)
-        self._metadata_json = _canonical_json(self.metadata)
+        self._metadata_json = canonical_json(self.metadata)
         self._ensure_dirs()
 
     # -- folders
@@ -108,18 +108,18 @@ class FeatureCache:
         try:
             os.makedirs(shard_dir, exist_ok=True)
         except OSError as e:
-            raise _named_os_error(e, "create the feature cache folder", shard_dir) from e
+            raise named_os_error(e, "create the feature cache folder", shard_dir) from e
         fp_json = os.path.join(self.path, "fingerprint.json")
         if not os.path.exists(fp_json):
             doc = {"schema": CACHE_SCHEMA, "format_version": CACHE_FORMAT_VERSION,
                    "fingerprint_id": self.fingerprint_id, "fingerprint": self.fingerprint,
                    "storage_dtype": self.dtype, "metadata": self.metadata,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            data = json.dumps(doc, indent=1, sort_keys=True, default=_json_default).encode()
+            data = json.dumps(doc, indent=1, sort_keys=True, default=json_default).encode()
             try:
-                _write_file_atomic(fp_json, data)
+                write_file_atomic(fp_json, data)
             except OSError as e:
-                raise _named_os_error(e, "write the feature cache file", fp_json) from e
+                raise named_os_error(e, "write the feature cache file", fp_json) from e
 
     @property
     def _index(self):
@@ -282,7 +282,7 @@ class FeatureCache:
                 index.refresh()
             if index.n_features is None:  # an empty cache
                 if out is None:
-                    out = np.empty((len(keys), 0), _output_dtype(self.dtype))
+                    out = np.empty((len(keys), 0), output_dtype(self.dtype))
                 return out, found
             out = self._check_out(out, len(keys), index)
             pending = np.arange(len(keys))
@@ -305,7 +305,7 @@ class FeatureCache:
     def _check_out(self, out, n, index):
         d = index.n_features or 0
         if out is None:
-            return np.empty((n, d), dtype=_output_dtype(self.dtype))
+            return np.empty((n, d), dtype=output_dtype(self.dtype))
         if out.shape != (n, d):
             raise ValueError(f"out must have shape {(n, d)}; got {out.shape}.")
         return out
@@ -347,7 +347,7 @@ class FeatureCache:
             except (ShardChecksumError, OSError) as e:
                 if isinstance(e, OSError) and e.errno != errno.EIO:
                     # not damage (permissions, too many open files...): say which file
-                    raise _named_os_error(e, "read the feature cache shard", shard.path) from e
+                    raise named_os_error(e, "read the feature cache shard", shard.path) from e
                 # rows not matching their checksums, or the file shorter than
                 # its data (truncated since it was indexed), or unreadable
                 damaged.update(shard.keys)
@@ -409,15 +409,15 @@ class FeatureCache:
         name = new_shard_name()
         path = os.path.join(self.path, "shards", name)
         try:
-            _write_file_atomic(path, image)
+            write_file_atomic(path, image)
         except OSError as e:
             if not isinstance(e, FileNotFoundError):
-                raise _named_os_error(e, "write the feature cache shard", path) from e
+                raise named_os_error(e, "write the feature cache shard", path) from e
             self._ensure_dirs()  # the folder was removed by clear_cache meanwhile
             try:
-                _write_file_atomic(path, image)
+                write_file_atomic(path, image)
             except OSError as e2:
-                raise _named_os_error(e2, "write the feature cache shard", path) from e2
+                raise named_os_error(e2, "write the feature cache shard", path) from e2
         shard = _Shard(name, path, list(keys), d, self.dtype, offset, len(image), digests=digests)
         with index.lock:
             if index.n_features is not None and d != index.n_features:

@@ -9,7 +9,7 @@ import os
 import secrets
 import shutil
 
-from ._fileio import STORAGE_DTYPES, _canonical_json, _listdir
+from ..fileio import STORAGE_DTYPES, canonical_json, listdir
 from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, ID_RE
 from ._index import get_index
 from ._keys import get_cache_dir
@@ -35,7 +35,7 @@ def _describe(fingerprint):
         return "unknown model (fingerprint.json missing or unreadable)"
     keys = [k for k in _DESCRIPTION_KEYS if k in fingerprint]
     keys += sorted(k for k in fingerprint if k not in _DESCRIPTION_KEYS)
-    return ", ".join(f"{k}={_canonical_json(fingerprint[k]).strip(chr(34))}" for k in keys)
+    return ", ".join(f"{k}={canonical_json(fingerprint[k]).strip(chr(34))}" for k in keys)
 
 
 def _dir_bytes(directory):
@@ -99,7 +99,7 @@ def cache_info(cache_dir=None):
             "n_entries": 0,
             "n_shards": 0,
             "bytes": _dir_bytes(directory),
-            "n_quarantined": len(_listdir(os.path.join(directory, "quarantine"))),
+            "n_quarantined": len(listdir(os.path.join(directory, "quarantine"))),
         }
         if (doc.get("format_version") == CACHE_FORMAT_VERSION
                 and doc.get("storage_dtype") in STORAGE_DTYPES):
@@ -149,13 +149,13 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
     root = get_cache_dir(cache_dir)
     want_fp = None
     if isinstance(fingerprint, dict):
-        want_fp = _canonical_json(fingerprint)
+        want_fp = canonical_json(fingerprint)
     elif fingerprint is not None and not isinstance(fingerprint, str):
         raise TypeError("fingerprint must be a dict or an id string; "
                         f"got {type(fingerprint).__name__}.")
     removed = {}
     # left-overs of an interrupted clear_cache
-    for name in _listdir(root):
+    for name in listdir(root):
         if name.startswith(".trash-"):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     for directory in _cache_dirs(root):
@@ -165,7 +165,7 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
             fp = doc.get("fingerprint")
             if isinstance(fingerprint, str) and name != fingerprint:
                 continue
-            if want_fp is not None and (fp is None or _canonical_json(fp) != want_fp):
+            if want_fp is not None and (fp is None or canonical_json(fp) != want_fp):
                 continue
             if backbone is not None and (not isinstance(fp, dict)
                                          or fp.get("backbone") != backbone):

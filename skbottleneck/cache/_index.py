@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ._fileio import StoreWarning
+from ..fileio import StoreWarning
 from ._format import ROW_BITS, SHARD_RE
 from ._shards import ShardVersionError, open_shard
 

@@ -10,7 +10,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from ._fileio import _canonical_json, _check_storage_dtype, _sha256
+from ..fileio import canonical_json, check_storage_dtype, sha256
 from ._format import CACHE_FORMAT_VERSION, KEY_LENGTH
 
 __all__ = ["check_keys", "content_key", "file_key", "file_keys", "fingerprint_id", "get_cache_dir",
@@ -180,9 +180,9 @@ def fingerprint_id(fingerprint, dtype="float32"):
     """
     if not isinstance(fingerprint, dict):
         raise TypeError(f"fingerprint must be a dict; got {type(fingerprint).__name__}.")
-    doc = {"fingerprint": fingerprint, "storage_dtype": _check_storage_dtype(dtype),
+    doc = {"fingerprint": fingerprint, "storage_dtype": check_storage_dtype(dtype),
            "format_version": CACHE_FORMAT_VERSION}
-    return _sha256(_canonical_json(doc))[:16]
+    return sha256(canonical_json(doc))[:16]
 
 
 def get_cache_dir(cache_dir=None):

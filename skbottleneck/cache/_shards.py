@@ -18,21 +18,21 @@ import threading
 
 import numpy as np
 
+from ..fileio import (
+    MAX_SPAN_BYTES,
+    create_preallocated,
+    library_versions,
+    raw_layout,
+    read_rows_at,
+    read_rows_h5,
+    read_scalar_attr,
+)
 from ._checksums import (
     CHECKSUM_ALGORITHM,
     CHECKSUM_DATASET,
     ShardChecksumError,
     key_words,
     row_digests,
-)
-from ._fileio import (
-    _MAX_SPAN_BYTES,
-    _create_preallocated,
-    _library_versions,
-    _raw_layout,
-    _read_rows_at,
-    _read_rows_h5,
-    _read_scalar_attr,
 )
 from ._format import CACHE_FORMAT_VERSION, SHARD_SCHEMA
 
@@ -95,7 +95,7 @@ def set_shard_attrs(f, *, fingerprint_id, n_features, dtype, metadata_json):
     f.attrs["n_features"] = np.int64(n_features)
     f.attrs["storage_dtype"] = dtype
     f.attrs["metadata_json"] = metadata_json
-    for k, v in _library_versions().items():
+    for k, v in library_versions().items():
         f.attrs[k] = v
 
 
@@ -108,7 +108,7 @@ def create_checksums(f, checksums):
     then the byte offset of its data.
     """
     if isinstance(checksums, (int, np.integer)):
-        offset = _create_preallocated(f, CHECKSUM_DATASET, (int(checksums),), "<u8")
+        offset = create_preallocated(f, CHECKSUM_DATASET, (int(checksums),), "<u8")
         ds = f[CHECKSUM_DATASET]
     else:
         ds = f.create_dataset(CHECKSUM_DATASET, data=np.asarray(checksums, "<u8").reshape(-1))
@@ -187,8 +187,8 @@ def open_shard(path, size, dtype, n_features=None):
     f = h5py.File(path, "r")
     fid = f.id
     try:
-        schema = _read_scalar_attr(fid, "schema")
-        version = _read_scalar_attr(fid, "format_version")
+        schema = read_scalar_attr(fid, "schema")
+        version = read_scalar_attr(fid, "format_version")
         if schema != SHARD_SCHEMA:
             raise ValueError(f"its 'schema' attribute is {schema!r}, not {SHARD_SCHEMA!r}")
         if version != CACHE_FORMAT_VERSION:
@@ -211,7 +211,7 @@ def open_shard(path, size, dtype, n_features=None):
         if keys.size:
             keys_ds.read(h5s.ALL, h5s.ALL, keys)
         digests = _read_digests(fid, keys)
-        layout = _raw_layout(feats)
+        layout = raw_layout(feats)
         offset = None
         if layout is not None and len(layout[1]) == 1:
             offset = int(layout[1][0])
@@ -241,7 +241,7 @@ def _read_digests(fid, keys):
     if CHECKSUM_DATASET.encode() not in fid:
         return None
     ds = h5d.open(fid, CHECKSUM_DATASET.encode())
-    if _read_scalar_attr(ds, "algorithm") != CHECKSUM_ALGORITHM:
+    if read_scalar_attr(ds, "algorithm") != CHECKSUM_ALGORITHM:
         return None  # another algorithm (a later version): read unverified
     if ds.dtype.kind != "u" or ds.dtype.itemsize != 8 or ds.shape != (len(keys),):
         raise ValueError(f"unexpected dataset checksums {ds.shape} {ds.dtype} "
@@ -280,7 +280,7 @@ def read_shard_rows(shard, rows, dst, out, *, verify=True):
         return
     # converted (float16 read as float32, another byte order): check the stored
     # bytes, a block at a time
-    block = max(1, _MAX_SPAN_BYTES // max(1, shard.row_nbytes))
+    block = max(1, MAX_SPAN_BYTES // max(1, shard.row_nbytes))
     for a in range(0, len(rows), block):
         r = rows[a:a + block]
         buf = np.empty((len(r), shard.n_features), shard.dtype)
@@ -299,7 +299,7 @@ def _read_rows(shard, rows, dst, out):
     if shard.offset is not None:
         fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
-            _read_rows_at(fd, shard.offset + rows * shard.row_nbytes, dst, out,
+            read_rows_at(fd, shard.offset + rows * shard.row_nbytes, dst, out,
                           shard.row_nbytes, shard.dtype)
         finally:
             os.close(fd)
@@ -307,4 +307,4 @@ def _read_rows(shard, rows, dst, out):
         import h5py
 
         with h5py.File(shard.path, "r") as f:
-            _read_rows_h5(f["features"], rows, dst, out)
+            read_rows_h5(f["features"], rows, dst, out)

@@ -48,7 +48,8 @@ def cmd_evaluate(args):
         warnings.simplefilter("always")
         with quiet_bomb_warnings():  # the image is reported as unreadable, with the reason
             metrics = report(model, X, y, out_dir,
-                             normalize=None if args.normalize == "none" else args.normalize)
+                             normalize=None if args.normalize == "none" else args.normalize,
+                             max_thumbnails=args.thumbnails)
     for w in caught:
         echo(f"skbottleneck: warning: {w.message}", file=sys.stderr)
     if args.train_store:

@@ -16,7 +16,7 @@ from ..utils import format_bytes
 from ._files import (
     check_writable_dir,
     check_writable_file,
-    load_folder,
+    load_input,
     open_store,
     read_file_list,
     weights_arg,
@@ -46,7 +46,7 @@ def cmd_extract(args):
     if args.on_error == "skip":
         check_writable_file(errors_file, "errors file")
     if args.image_dir is not None:
-        paths, labels = load_folder(args.image_dir)
+        paths, labels = load_input(args.image_dir, args.path_column, args.label_column)
     else:
         paths, labels = read_file_list(args.file_list)
     cache_dir = None if args.no_cache else (args.cache_dir or "auto")

@@ -6,19 +6,23 @@ at once rather than after extracting or training.
 """
 
 import csv
+import glob
 import os
 
 import numpy as np
 
 from .._keras import import_tf
 from .._model_files import UntrustedModelError, check_model_file
+from ..feature_space import FeatureSpaceError
 from .._model_files import load_model as _load_model_file
-from ..datasets import list_images, load_image_folder
+from ..datasets import is_table, list_images, load_image_folder, load_image_table, load_tar_shards
+from ..images import ImageError
+from ..remote import is_url
 from ..store import FeatureStore
 from ._output import CLIError
 
 __all__ = ["check_writable_dir", "check_writable_file", "feature_step", "find_images",
-           "load_folder", "load_model", "open_store", "read_file_list", "weights_arg",
+           "load_folder", "load_input", "load_model", "open_store", "read_file_list", "weights_arg",
            "write_errors"]
 
 
@@ -46,6 +50,40 @@ def check_writable_dir(path, what):
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write {what} {path!r}: permission denied.")
     return path
+
+
+def load_input(path, path_column="path", label_column=None):
+    """``(paths, labels)`` of IMAGE_DIR: a folder (local or a URL), a table
+    (.csv/.parquet) or tar shards (.tar, or a pattern of them)."""
+    if is_table(path):
+        try:
+            if label_column is None:  # "label" when the table has one
+                try:
+                    return load_image_table(path, path_column, "label")
+                except KeyError as e:
+                    if "no label column" not in str(e):
+                        raise
+                    return load_image_table(path, path_column, None)
+            return load_image_table(path, path_column, label_column)
+        except KeyError as e:
+            raise CLIError(e.args[0]) from e
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from e
+    if label_column is not None or path_column != "path":
+        raise CLIError(f"--path-column and --label-column name the columns of a table "
+                       f"(.csv, .parquet); {path!r} is not one.")
+    if path.lower().endswith(".tar"):
+        shards = sorted(glob.glob(path)) if glob.has_magic(path) and not is_url(path) else [path]
+        try:
+            return load_tar_shards(shards or [path])
+        except (ImageError, ValueError) as e:
+            raise CLIError(str(e)) from e
+    if is_url(path):
+        try:
+            return load_image_folder(path)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from e
+    return load_folder(path)
 
 
 def load_folder(path):
@@ -141,6 +179,8 @@ def load_model(path):
     import_tf(quiet=True)  # quiets TensorFlow's start-up logs; a Keras head needs it
     try:
         model = _load_model_file(path)
+    except FeatureSpaceError as e:  # a head and its features disagree: say which
+        raise CLIError(str(e)) from e
     except Exception as e:
         raise CLIError(f"{path!r} is not a model file saved by `skbottleneck train` "
                        f"({fmt} could not load it: {type(e).__name__}: {e})") from e

@@ -132,7 +132,14 @@ def build_parser():
                                    "their labels, to a feature store. Rerunning the same command "
                                    "after an interruption resumes where it stopped.")
     p.add_argument("image_dir", nargs="?", metavar="IMAGE_DIR",
-                   help="folder with one subfolder of images per class")
+                   help="folder with one subfolder of images per class (local or a URL: "
+                        "s3://bucket/train/), a table of images (.csv, .parquet), or a tar "
+                        "shard in the WebDataset layout (.tar; a pattern such as "
+                        "'shard-*.tar' for several)")
+    p.add_argument("--path-column", default="path", metavar="NAME",
+                   help="a table's column of image paths (default: path)")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="a table's column of labels (default: label, when the table has one)")
     p.add_argument("--file-list", metavar="FILE",
                    help="text file with one image path per line, optionally followed by a tab "
                         "and its label (relative paths are relative to FILE's folder)")
@@ -230,6 +237,7 @@ def build_parser():
     p = sub.add_parser("evaluate", help="classification report, confusion matrix and metrics of a model",
                        description="Evaluate a saved model on a feature store (fast: no CNN) or on "
                                    "a class-per-subfolder image folder, and write a report folder: "
+                                   "report.html (the mistakes as pictures, opens offline), "
                                    "classification_report.txt, metrics.json, predictions.csv, "
                                    "confusion_matrix.png (and learning_curve.png for Keras heads).",
                        epilog=_MODEL_FILES)
@@ -247,6 +255,8 @@ def build_parser():
                         "record its training store)")
     p.add_argument("--duplicate-threshold", type=_distance, default=0.1, metavar="D",
                    help="largest cosine distance of a near-copy for --train-store (default: 0.1)")
+    p.add_argument("--thumbnails", type=_positive_int, default=8, metavar="N",
+                   help="most pictures per section of report.html (default: 8)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     # predict
@@ -292,6 +302,9 @@ def build_parser():
     p.add_argument("--exact", action="store_true",
                    help="scan every stored image even when the store has an index "
                         "(`skbottleneck index`)")
+    p.add_argument("--html", metavar="SHEET.html",
+                   help="also write a contact sheet: each query image beside its neighbours, "
+                        "with distances and labels (one file, opens offline)")
 
     # index
     p = sub.add_parser("index", help="build the approximate similarity index beside a store",

@@ -5,8 +5,9 @@ import sys
 import warnings
 
 from .._keras import import_tf
+from ..report import contact_sheet
 from ..similarity import find_similar
-from ._files import find_images, open_store, weights_arg
+from ._files import check_writable_file, find_images, open_store, weights_arg
 from ._output import EXIT_FAILURE, EXIT_OK, echo
 from ._train import _transformer_from_store
 
@@ -18,6 +19,8 @@ _IN_MEMORY = {"auto": "auto", "in_memory": True, "streaming": False}
 def cmd_similar(args):
     """Print the ``-k`` nearest stored images of each query image; exit 1 if one is unreadable."""
     store = open_store(args.store)
+    if args.html:
+        check_writable_file(args.html, "contact sheet")
     paths = find_images(args.images)
     # Fails early, before the CNN is built, when the store's model cannot be rebuilt.
     weights = weights_arg(args.weights) if args.weights else None
@@ -34,6 +37,9 @@ def cmd_similar(args):
         _print_json(result, records)
     else:
         _print_table(result, records)
+    if args.html:
+        contact_sheet(result, args.html)
+        echo(f"contact sheet written to {args.html}", file=sys.stderr)
     if result.failed:
         first = result.failed[0]
         echo(f"skbottleneck: error: {len(result.failed)} of {len(paths)} query images could not "

@@ -8,6 +8,11 @@
         cat/more/002.png
         dog/003.jpg
 
+:func:`load_image_table` reads the paths and labels of a CSV or Parquet
+table (or a DataFrame); :func:`load_tar_shards` lists tar shards in the
+WebDataset layout; folders, tables and shards may live in object storage
+(``s3://``, ``gs://``, ...; see :mod:`skbottleneck.remote`).
+
 :func:`list_images` finds the images named on a command line: files,
 folders searched recursively, or glob patterns.
 
@@ -21,7 +26,11 @@ means something.
 """
 
 from ._folders import IMAGE_EXTENSIONS, list_images, load_image_folder
+from ._shards import LABEL_EXTENSIONS, load_tar_shards
+from ._tables import TABLE_EXTENSIONS, is_table, load_image_table
 from ._photos import PHOTO_NAMES, _load_photo, make_photo_folder, make_photo_regions_split
 
-__all__ = ["IMAGE_EXTENSIONS", "PHOTO_NAMES", "list_images", "load_image_folder",
-           "make_photo_folder", "make_photo_regions_split"]
+__all__ = ["IMAGE_EXTENSIONS", "LABEL_EXTENSIONS", "PHOTO_NAMES", "TABLE_EXTENSIONS", "is_table",
+           "list_images", "load_image_folder", "load_image_table", "load_tar_shards",
+           "make_photo_folder",
+           "make_photo_regions_split"]

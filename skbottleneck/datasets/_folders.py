@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..remote import is_url, options_for
+
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_image_folder"]
 
 #: File extensions :func:`load_image_folder` picks up by default (compared
@@ -55,7 +57,59 @@ def _class_files(class_dir, extensions):
     return sorted(found)
 
 
-def load_image_folder(path, *, extensions=None):
+def _local_class_names(root, extensions):
+    """Class subfolders of a local folder, and how many images lie loose in it."""
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"Image folder {root!r} does not exist.")
+    if not os.path.isdir(root):
+        raise NotADirectoryError(
+            f"Image folder {root!r} is a file, not a directory. Expected a folder "
+            "with one subfolder per class: <folder>/<class name>/<image files>."
+        )
+    class_names = []
+    loose_images = 0
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            if entry.is_dir():
+                class_names.append(entry.name)
+            elif _has_extension(entry.name, extensions):
+                loose_images += 1
+    return sorted(class_names), loose_images
+
+
+def _remote_class_files(root, extensions, storage_options):
+    """``{class: sorted relative parts of its images}`` and the loose image count
+    of a folder in object storage (fsspec), listed with one recursive listing."""
+    from fsspec.core import url_to_fs
+
+    fs, inner = url_to_fs(root, **options_for(root, storage_options))
+    inner = inner.rstrip("/")
+    try:
+        listed = fs.find(inner, withdirs=True, detail=True)
+    except (FileNotFoundError, PermissionError) as e:
+        raise FileNotFoundError(f"Image folder {root!r} cannot be listed ({e}).") from e
+    class_files, loose = {}, 0
+    for name, info in listed.items():
+        parts = tuple(name[len(inner):].strip("/").split("/"))
+        if not parts[0] or any(_is_hidden(p) for p in parts):
+            continue
+        if info.get("type") == "directory":
+            class_files.setdefault(parts[0], [])
+        elif len(parts) == 1:
+            loose += _has_extension(parts[0], extensions)
+        else:
+            files = class_files.setdefault(parts[0], [])
+            if _has_extension(parts[-1], extensions):
+                files.append(parts[1:])
+    if not class_files and not loose:
+        if not fs.exists(inner):
+            raise FileNotFoundError(f"Image folder {root!r} does not exist.")
+    return {k: sorted(v) for k, v in class_files.items()}, loose
+
+
+def load_image_folder(path, *, extensions=None, storage_options=None):
     """List the images of a class-per-subfolder folder and their labels.
 
     The layout is the one Keras' ``flow_from_directory`` reads: one
@@ -66,17 +120,24 @@ def load_image_folder(path, *, extensions=None):
     Parameters
     ----------
     path : str or os.PathLike
-        The root folder, ``path/<class name>/<image files>``.
+        The root folder, ``path/<class name>/<image files>``: a local
+        folder or a folder in object storage (``"s3://bucket/train/"``,
+        ``"gs://..."``, ``"az://..."``; any fsspec URL that can be listed),
+        whose objects are then listed with one recursive listing.
     extensions : list of str, default=None
         File extensions to keep, with or without the dot, compared
         case-insensitively. ``None`` means :data:`IMAGE_EXTENSIONS`
         (bmp, gif, jpeg, jpg, png, tif, tiff, webp).
+    storage_options : dict, default=None
+        fsspec options for a URL (credentials, ``{"client_kwargs":
+        {"endpoint_url": ...}}``); None: the environment. Pass the same to
+        :class:`~skbottleneck.CNNFeatureTransformer` to read the images.
 
     Returns
     -------
     paths : ndarray of str of shape (n_images,)
-        Image paths, ``os.path.join(path, class_name, relative_path)``,
-        sorted by class name, then by relative path within the class.
+        Image paths, ``os.path.join(path, class_name, relative_path)``
+        (URLs ``path/class_name/relative_path`` for a remote folder), sorted by class name, then by relative path within the class.
     labels : ndarray of str of shape (n_images,)
         The class (subfolder name) of each image. ``np.unique(labels)``
         gives the classes.
@@ -121,25 +182,14 @@ def load_image_folder(path, *, extensions=None):
     """
     root = os.fspath(path)
     extensions = _normalise_extensions(extensions)
-    if not os.path.exists(root):
-        raise FileNotFoundError(f"Image folder {root!r} does not exist.")
-    if not os.path.isdir(root):
-        raise NotADirectoryError(
-            f"Image folder {root!r} is a file, not a directory. Expected a folder "
-            "with one subfolder per class: <folder>/<class name>/<image files>."
-        )
-
-    class_names = []
-    loose_images = 0
-    with os.scandir(root) as entries:
-        for entry in entries:
-            if _is_hidden(entry.name):
-                continue
-            if entry.is_dir():
-                class_names.append(entry.name)
-            elif _has_extension(entry.name, extensions):
-                loose_images += 1
-    class_names.sort()
+    if is_url(root):
+        root = root.rstrip("/")
+        class_files, loose_images = _remote_class_files(root, extensions, storage_options)
+        class_names = sorted(class_files)
+    else:
+        class_names, loose_images = _local_class_names(root, extensions)
+        class_files = {name: _class_files(os.path.join(root, name), extensions)
+                       for name in class_names}
     if not class_names:
         found = (
             f"it holds {loose_images} image file(s) directly, with no class subfolder"
@@ -153,12 +203,13 @@ def load_image_folder(path, *, extensions=None):
             "Keras' flow_from_directory)."
         )
 
+    join = (lambda *parts: "/".join(parts)) if is_url(root) else os.path.join
     paths, labels, empty = [], [], []
     for name in class_names:
-        files = _class_files(os.path.join(root, name), extensions)
+        files = class_files[name]
         if not files:
             empty.append(name)
-        paths.extend(os.path.join(root, name, *parts) for parts in files)
+        paths.extend(join(root, name, *parts) for parts in files)
         labels.extend([name] * len(files))
     ext_list = ", ".join(sorted(extensions))
     if not paths:

@@ -12,7 +12,7 @@ compute every missing feature vector into the transformer's
 :class:`~skbottleneck.FeatureCache`, which must be a folder on a file
 system that the workers and the client share (NFS, Lustre, CephFS...):
 
-1. the client hashes the images (:func:`~skbottleneck.store.file_keys`;
+1. the client hashes the images (:func:`~skbottleneck.cache.file_keys`;
    a local run reads every file once too), drops duplicates and those
    already cached, and cuts the rest, in input order, into partitions of a
    whole number of batches (:func:`default_partition_size`);

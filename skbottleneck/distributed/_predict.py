@@ -5,7 +5,8 @@ import math
 import numpy as np
 
 from ..chunks import default_client
-from ..extraction import active_client, check_pipeline_precision
+from ..extraction import active_client
+from ..feature_space import check_feature_space
 from ..utils import is_dask_array
 
 __all__ = ["predict_on_cluster"]
@@ -65,7 +66,7 @@ def predict_on_cluster(estimator, X, *, client=None, method="predict", partition
     """
     if not hasattr(estimator, method):
         raise AttributeError(f"{type(estimator).__name__} has no method {method!r}.")
-    check_pipeline_precision(estimator)  # before any task runs
+    check_feature_space(estimator)  # before any task runs
     if is_dask_array(X):
         if X.ndim == 2 and len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})

@@ -26,7 +26,6 @@ from ._cluster import (
 from ._engine import ArraySink, ExtractionEngine, ExtractionPlan, ExtractionResult, open_cache
 from ._fingerprint import FEATURE_FORMAT_VERSION
 from ._from_store import transformer_from_store
-from ._precision import check_pipeline_precision
 from ._runner import CNNRunner, cnn_image_count, get_runner
 from ._transformer import CNNFeatureTransformer
 from ._views import ImageViews
@@ -43,7 +42,6 @@ __all__ = [
     "ImageViews",
     "TASK_PREFIX",
     "active_client",
-    "check_pipeline_precision",
     "cnn_image_count",
     "default_partition_size",
     "fill_cache_on_cluster",

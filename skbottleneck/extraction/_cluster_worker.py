@@ -12,7 +12,6 @@ tasks), checks that it built the very same weights, and runs an
 import json
 import os
 import time
-import uuid
 from collections import OrderedDict
 
 from sklearn.base import clone
@@ -67,18 +66,25 @@ def worker_spec(engine):
 
 
 def _save_model(model, fingerprint, cache):
-    """Save a Keras model given as backbone into the shared cache folder, once."""
+    """Save a Keras model given as backbone into the shared cache folder, once
+    (written under a temporary name, fsynced, renamed: a worker never loads a
+    half-written file)."""
+    from ..fileio import fsync_dir, fsync_file, remove_stale_tmp, tmp_path, unlink_quietly
+
     name = fingerprint["weights"].split(":")[-1][:32]
-    path = os.path.join(cache.path, "models", f"{name}.keras")
+    folder = os.path.join(cache.path, "models")
+    path = os.path.join(folder, f"{name}.keras")
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}.keras")
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_tmp(folder)
+        tmp = tmp_path(folder, f"{name}.keras")  # Keras wants the .keras ending
         try:
             model.save(tmp)
+            fsync_file(tmp)
             os.replace(tmp, path)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            unlink_quietly(tmp)
+        fsync_dir(folder)
     return path
 
 

@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ..cache import FeatureCache, file_keys, get_cache_dir, known_file_key
+from ..cache import FeatureCache, get_cache_dir, known_file_key
 from ..images import ImageError
+from ..remote import is_remote
 from ..store import check_disk_space
 from ._fingerprint import model_name, store_metadata
 from ._runner import get_runner
-from ._stages import DecodePool, RunStats, Writer, default_decode_threads
+from ._stages import DecodePool, RunStats, Writer, content_keys, default_decode_threads
 from ._views import derive_view_keys
 
 __all__ = ["ArraySink", "ExtractionEngine", "ExtractionPlan", "ExtractionResult", "open_cache"]
@@ -192,6 +193,7 @@ class ExtractionEngine:
         self.batch_size = transformer.batch_size
         self.input_size = transformer.input_size_
         self.decode_threads = transformer.decode_threads or default_decode_threads()
+        self.storage_options = getattr(transformer, "storage_options", None)
         self.views = views
         self.n_views = 1 if views is None else views.n_views
         self._view_specs = None if views is None else views.key_specs()
@@ -258,6 +260,9 @@ class ExtractionEngine:
         t = time.perf_counter()
         keys, unknown = {}, []
         for r in rows:
+            if is_remote(paths[r]):  # no stat to go by: hashed as it is read
+                unknown.append(r)
+                continue
             try:
                 st = os.stat(paths[r])
             except (OSError, ValueError, TypeError) as e:
@@ -273,7 +278,8 @@ class ExtractionEngine:
             else:
                 keys[r] = key
         if hash_all and unknown:
-            for r, k in zip(unknown, file_keys([paths[r] for r in unknown])):
+            for r, k in zip(unknown, content_keys([paths[r] for r in unknown],
+                                                   self.storage_options)):
                 if isinstance(k, BaseException):
                     self._fail(plan.failed, r, paths[r], _reason(k))
                 else:
@@ -388,7 +394,8 @@ class ExtractionEngine:
         size = max(1, self.batch_size // self.n_views)  # images per CNN batch
         batches = [work[s:s + size] for s in range(0, len(work), size)]
         decoder = DecodePool(self.decode_threads, self.input_size, stats, cache=self.cache,
-                             views=self.views, unit_keys=self.unit_keys)
+                             views=self.views, unit_keys=self.unit_keys,
+                             storage_options=self.storage_options)
         runner = None  # built at the first readable image: never when all fail
         later, again, seen = [], [], set()
         loaded = decoder.map_batches([[(paths[g[0]], k) for g, k in batch] for batch in batches])

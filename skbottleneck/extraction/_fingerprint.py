@@ -20,11 +20,11 @@ from numbers import Integral
 
 import numpy as np
 
+from ..feature_space import FeatureSpace, FeatureSpaceError
 from ..utils import is_keras_model
 
 __all__ = ["FEATURE_FORMAT_VERSION", "check_store", "check_store_precision", "fingerprint",
-           "precision_mismatch", "precision_of", "store_precision",
-           "resolve_input_size", "store_metadata", "weights_id"]
+           "precision_of", "resolve_input_size", "store_metadata", "weights_id"]
 
 #: Version of the feature format: bump it when a change of the extraction
 #: code changes the features computed for the same image and parameters, so
@@ -136,27 +136,6 @@ def precision_of(fingerprint):
     return (fingerprint or {}).get("precision", "float32")
 
 
-def store_precision(X):
-    """The precision of a FeatureStore's features, or None for anything else.
-
-    Read from the fingerprint the store records (``metadata["fingerprint"]``);
-    arrays, iterables and stores written without a fingerprint give None.
-    """
-    meta = getattr(X, "metadata", None)
-    theirs = meta.get("fingerprint") if isinstance(meta, dict) else None
-    return None if theirs is None else precision_of(json.loads(theirs))
-
-
-def precision_mismatch(head, trained, given, source):
-    """The error of a head trained on ``trained`` features given ``given`` ones by ``source``."""
-    return ValueError(
-        f"{head} was trained on {trained} features (precision={trained!r}), but {source} "
-        f"gives {given} ones (precision={given!r}): they are different feature spaces, and "
-        f"a head trained on one is wrong on the other. Use CNNFeatureTransformer(..., "
-        f"precision={trained!r}) (transformer_from_store(store) rebuilds the one of the "
-        f"head's training store), or train the head on {given} features.")
-
-
 def check_store_precision(store, theirs, ours):
     """Refuse a store of ``theirs`` precision for a transformer of ``ours``."""
     if theirs != ours:
@@ -185,7 +164,9 @@ def check_store(store, fingerprint):
     if theirs is None or json.loads(theirs) == fingerprint:
         return
     check_store_precision(store, precision_of(json.loads(theirs)), precision_of(fingerprint))
-    raise ValueError(
-        f"The FeatureStore {getattr(store, 'path', store)!s} holds features of another "
-        f"model: {theirs}; this transformer computes {json.dumps(fingerprint, sort_keys=True)}."
-    )
+    raise FeatureSpaceError(
+        f"The FeatureStore {getattr(store, 'path', store)!s} holds features of "
+        f"{FeatureSpace.from_fingerprint(json.loads(theirs))}, and this transformer computes "
+        f"features of {FeatureSpace.from_fingerprint(fingerprint)}: they are different feature "
+        f"spaces. Use the store's own model (transformer_from_store(store)), or extract the "
+        f"images again with this one.")

@@ -18,7 +18,8 @@ from collections import OrderedDict
 import numpy as np
 
 from ..cache import content_key
-from ..images import ImageError, load_image, read_image_file
+from ..images import ImageError, load_image
+from ..remote import read_image_bytes
 from ..utils import check_paths
 
 __all__ = ["CALIBRATION_SIZE", "calibration_images", "calibration_set", "quantize"]
@@ -33,8 +34,8 @@ _PENDING_SIZE = 2
 _lock = threading.Lock()
 
 
-def _read(path, size):
-    data, _ = read_image_file(path)
+def _read(path, size, storage_options=None):
+    data, _ = read_image_bytes(path, storage_options)
     return content_key(data), load_image(path, size, data=data)
 
 
@@ -63,7 +64,7 @@ def calibration_set(transformer, X):
             break
         path = paths[i]
         try:
-            key, image = _read(path, transformer.input_size_)
+            key, image = _read(path, transformer.input_size_, transformer.storage_options)
         except ImageError:
             if transformer.on_error == "raise":
                 raise

@@ -21,8 +21,6 @@ model there builds no Keras model at all.
 import hashlib
 import json
 import os
-import secrets
-import shutil
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -49,8 +47,6 @@ OPENVINO_CHECKED = frozenset({
 
 #: Folder, under the cache root, of the converted models.
 MODEL_CACHE_FOLDER = "openvino"
-_TMP_PREFIX = ".tmp-"
-_STALE_TMP_SECONDS = 3600
 _PRECISION_HINT = {"INFERENCE_PRECISION_HINT": "f32"}
 _core = None
 _core_lock = threading.Lock()
@@ -305,47 +301,23 @@ def _load(path):
 
 
 def _discard(path):
-    aside = f"{path}.trash-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        os.rename(path, aside)
-    except OSError:
-        return
-    shutil.rmtree(aside, ignore_errors=True)
+    from ..fileio import remove_tree
+
+    remove_tree(path)
 
 
 def _save(path, ov_model, info):
-    """Write the model folder under a temporary name, fsync it, rename it to ``path``."""
-    from ..cache._fileio import _fsync_dir, _fsync_file
+    """Publish the model folder atomically (:func:`~skbottleneck.fileio.atomic_folder`)."""
+    from ..fileio import atomic_folder, remove_stale_tmp
 
     ov = import_openvino()
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    _remove_stale(parent)
-    tmp = os.path.join(parent, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
-                               f"{os.path.basename(path)}")
+    remove_stale_tmp(parent)
     try:
-        os.makedirs(tmp)
-        ov.save_model(ov_model, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
-        with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
-            json.dump(info, f, sort_keys=True, indent=1)
-        for name in os.listdir(tmp):
-            _fsync_file(os.path.join(tmp, name))
-        _fsync_dir(tmp)
-        os.rename(tmp, path)
-    except OSError:  # another process renamed its copy first, or the disk is full:
-        shutil.rmtree(tmp, ignore_errors=True)  # the model is used from memory
-        return
-    _fsync_dir(parent)
-
-
-def _remove_stale(parent):
-    """Remove what interrupted conversions left (temporary folders over an hour old)."""
-    now = time.time()
-    for entry in os.scandir(parent):
-        if ".trash-" in entry.name or entry.name.startswith(_TMP_PREFIX):
-            try:
-                old = now - entry.stat().st_mtime > _STALE_TMP_SECONDS
-            except OSError:
-                continue
-            if old or ".trash-" in entry.name:
-                shutil.rmtree(entry.path, ignore_errors=True)
+        with atomic_folder(path) as tmp:
+            ov.save_model(ov_model, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
+            with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
+                json.dump(info, f, sort_keys=True, indent=1)
+    except OSError:  # another process published its copy first, or the disk is full:
+        return  # the model is used from memory

@@ -4,6 +4,8 @@
   cache key) and decodes and resizes those same bytes, in a small thread
   pool, a few batches ahead of the CNN (Pillow and hashing release the
   GIL), at a low thread priority so that decoding fills the CNN's gaps;
+  remote images (URLs, object storage, tar shard members) are read by
+  I/O threads of their own further ahead (:mod:`skbottleneck.remote`);
 - :class:`Writer`: hands the sinks' writes (the array, the store, the
   cache) to one background thread, a bounded number in flight;
 - :class:`RunStats`: the one place where time is counted and progress shown.
@@ -16,13 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..cache import content_key, remember_file_key
-from ..images import ImageError, load_image, read_image_file
+from ..cache import content_key, file_keys, remember_file_key
+from ..images import ImageError, load_image
+from ..remote import is_remote, read_image_bytes
 
-__all__ = ["DecodePool", "Loaded", "RunStats", "Writer", "default_decode_threads"]
+__all__ = ["DecodePool", "Loaded", "RunStats", "Writer", "content_keys", "default_decode_threads"]
 
 #: Batches decoded ahead of the CNN.
 PREFETCH_BATCHES = 2
+#: Batches of remote images read ahead of the CNN (by the I/O threads).
+READ_AHEAD_BATCHES = 4
+#: Threads reading remote images (network reads wait, they do not compute).
+IO_THREADS = 16
 #: Writes queued on the background writer before the CNN waits for it.
 MAX_PENDING_WRITES = 4
 
@@ -36,13 +43,15 @@ class RunStats:
     """Counts, per-stage seconds and the progress bar of one run.
 
     ``as_dict()`` gives ``n_images``, ``n_cached``, ``n_extracted``,
-    ``n_failed``, ``hash_s``, ``decode_s`` (thread time), ``cnn_s``,
+    ``n_failed``, ``read_s`` (reading image bytes, thread time), ``hash_s``,
+    ``decode_s`` (thread time), ``cnn_s``,
     ``write_s``, ``wall_s`` and, once the CNN ran, ``bn_folded``.
     """
 
     def __init__(self, n_images):
         self.counts = {"n_images": int(n_images), "n_cached": 0, "n_extracted": 0, "n_failed": 0}
-        self.seconds = {"hash_s": 0.0, "decode_s": 0.0, "cnn_s": 0.0, "write_s": 0.0, "wall_s": 0.0}
+        self.seconds = {"read_s": 0.0, "hash_s": 0.0, "decode_s": 0.0, "cnn_s": 0.0,
+                        "write_s": 0.0, "wall_s": 0.0}
         self.extra = {}
         self._lock = threading.Lock()
         self._start = time.perf_counter()
@@ -90,8 +99,8 @@ class RunStats:
 
     def summary(self):
         return ("{n_images} images: {n_cached} cached, {n_extracted} through the CNN, "
-                "{n_failed} failed; hash {hash_s:.2f}s, decode {decode_s:.2f}s (thread time), "
-                "CNN {cnn_s:.2f}s, write {write_s:.2f}s, wall {wall_s:.2f}s").format(**self.as_dict())
+                "{n_failed} failed; read {read_s:.2f}s, hash {hash_s:.2f}s, "
+                "decode {decode_s:.2f}s (thread time), CNN {cnn_s:.2f}s, write {write_s:.2f}s, wall {wall_s:.2f}s").format(**self.as_dict())
 
 
 @dataclass
@@ -136,23 +145,35 @@ class DecodePool:
         cached for the image to be skipped).
     """
 
-    def __init__(self, n_threads, size, stats, cache=None, views=None, unit_keys=None):
+    def __init__(self, n_threads, size, stats, cache=None, views=None, unit_keys=None,
+                 storage_options=None, io_threads=None):
         self.n_threads = n_threads
         self.size = size
         self.stats = stats
         self.cache = cache
         self.views = views
         self.unit_keys = unit_keys or (lambda keys: list(keys))
+        self.storage_options = storage_options
+        self.io_threads = io_threads or IO_THREADS
 
-    def load(self, path, known_key=None):
-        """Read ``path`` once; hash it; decode it unless the cache holds its key."""
+    def read(self, path):
+        """The bytes of ``path`` and its ``os.stat`` (None when remote); raises ImageError."""
         t = time.perf_counter()
         try:
-            data, st = read_image_file(path)
+            return read_image_bytes(path, self.storage_options)
+        finally:
+            self.stats.add_time("read", time.perf_counter() - t)
+
+    def load(self, path, known_key=None, read=None):
+        """Read ``path`` once; hash it; decode it unless the cache holds its key.
+
+        ``read``: a future of :meth:`read` already under way (remote images
+        are read in a pool of their own, ahead of decoding).
+        """
+        try:
+            data, st = self.read(path) if read is None else read.result()
         except ImageError as e:
             return Loaded(error=e)
-        finally:
-            self.stats.add_time("decode", time.perf_counter() - t)
         key = None
         if self.cache is not None:
             t = time.perf_counter()
@@ -173,13 +194,33 @@ class DecodePool:
 
     def map_batches(self, batches):
         """Yield, for each list of ``(path, known_key)`` in ``batches``, the
-        list of :class:`Loaded` in the same order."""
+        list of :class:`Loaded` in the same order.
+
+        Remote images (URLs, shard members) are read by ``io_threads``
+        threads of their own, ``READ_AHEAD_BATCHES`` ahead, so that a
+        decoding thread finds their bytes there rather than waiting on the
+        network.
+        """
         batches = list(batches)
+        remote = any(is_remote(p) for batch in batches for p, _ in batch)
+        io_pool = ThreadPoolExecutor(max_workers=self.io_threads) if remote else None
+        reads = [None] * len(batches)
+
+        def start_reads(i):
+            if io_pool is not None and i < len(batches) and reads[i] is None:
+                reads[i] = [io_pool.submit(self.read, p) if is_remote(p) else None
+                            for p, _ in batches[i]]
+
         with ThreadPoolExecutor(max_workers=self.n_threads, initializer=_yield_to_the_cnn) as pool:
             submitted = [None] * len(batches)
 
             def submit(i):
-                submitted[i] = [pool.submit(self.load, p, k) for p, k in batches[i]]
+                for j in range(i, i + READ_AHEAD_BATCHES + 1):
+                    start_reads(j)
+                pending = reads[i] or [None] * len(batches[i])
+                submitted[i] = [pool.submit(self.load, p, k, r)
+                                for (p, k), r in zip(batches[i], pending)]
+                reads[i] = None
 
             for i in range(min(PREFETCH_BATCHES + 1, len(batches))):
                 submit(i)
@@ -190,9 +231,34 @@ class DecodePool:
                     futures, submitted[i] = submitted[i], None
                     yield [f.result() for f in futures]
             finally:
-                for futures in submitted:
+                for futures in submitted + reads:
                     for f in futures or ():
-                        f.cancel()
+                        if f is not None:
+                            f.cancel()
+                if io_pool is not None:
+                    io_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def content_keys(paths, storage_options):
+    """Content keys of local files and remote images (read in threads); an
+    exception instead of the key of one that cannot be read."""
+    local = [i for i, p in enumerate(paths) if not is_remote(p)]
+    keys = [None] * len(paths)
+    for i, k in zip(local, file_keys([paths[i] for i in local])):
+        keys[i] = k
+
+    def one(p):
+        try:
+            return content_key(read_image_bytes(p, storage_options)[0])
+        except ImageError as e:
+            return e
+
+    remote = [i for i, p in enumerate(paths) if is_remote(p)]
+    if remote:
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            for i, k in zip(remote, pool.map(one, [paths[i] for i in remote])):
+                keys[i] = k
+    return keys
 
 
 class Writer:

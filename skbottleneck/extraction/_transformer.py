@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
 from ..utils import check_paths, is_store
@@ -103,6 +104,16 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         :meth:`extract` returns which images were left out and why.
     decode_threads : int or None, default=None
         Threads decoding images while the CNN runs. ``None``: ``min(4, cpu_count)``.
+        Remote images are read by 16 I/O threads of their own, ahead of decoding.
+    storage_options : dict or None, default=None
+        fsspec options for image URLs (``s3://``, ``gs://``, ``az://``,
+        ``https://``...): credentials, ``{"client_kwargs": {"endpoint_url":
+        ...}}``, ``{"anon": True}``. None: fsspec's defaults and the
+        environment (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``...). Keyed by
+        protocol (``{"s3": {...}, "https": {...}}``) when URLs of several
+        kinds are read. They change
+        where images are read, not the features: the cache key is the
+        content of the bytes read, the same as for a local copy.
     mixed_precision : bool, default=False
         Run the CNN in float16 compute (useful on a GPU; slower on most CPUs).
     runtime : {"auto", "tensorflow", "openvino"}, default="auto"
@@ -137,6 +148,13 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         ``(height, width)`` the images are resized to.
     fingerprint_ : dict
         Everything that determines the features; the cache key of the model.
+        Computed from the parameters at ``fit`` and checked against them before
+        every run: a transformer whose parameters changed after ``fit`` (or a
+        model file whose ``fingerprint_`` was edited) is refused.
+    feature_space_ : FeatureSpace
+        The identity of the features it computes (``fingerprint_``'s digest
+        and a short description), what heads record and check
+        (:mod:`skbottleneck.feature_space`).
     runtime_, precision_ : str
         What runs the CNN (``"tensorflow"`` or ``"openvino"``) and the
         precision of the features (``"float32"`` or ``"int8"``).
@@ -171,6 +189,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "cache_dir": [str, os.PathLike, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "decode_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "storage_options": [dict, None],
         "mixed_precision": ["boolean"],
         "runtime": [StrOptions({"auto", "tensorflow", "openvino"})],
         "precision": [StrOptions({"float32", "int8"})],
@@ -196,6 +215,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         cache_dir="auto",
         on_error="raise",
         decode_threads=None,
+        storage_options=None,
         mixed_precision=False,
         runtime="auto",
         precision="float32",
@@ -212,6 +232,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.on_error = on_error
         self.decode_threads = decode_threads
+        self.storage_options = storage_options
         self.mixed_precision = mixed_precision
         self.runtime = runtime
         self.precision = precision
@@ -274,7 +295,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_features_out_")
         if is_store(X):
-            check_store(X, self.fingerprint_)
+            check_store(X, self._checked_fingerprint())
             return X
         return self._extract_in_memory(check_paths(X), None, client=None).features
 
@@ -354,9 +375,39 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         return self._extract_to_store(paths, y, store, overwrite=overwrite, wait=wait,
                                       client=client, views=views)
 
+    # ------------------------------------------------------------- identity
+    @property
+    def feature_space_(self):
+        """The :class:`~skbottleneck.feature_space.FeatureSpace` of the features computed."""
+        check_is_fitted(self, "n_features_out_")
+        return FeatureSpace.from_fingerprint(self._checked_fingerprint())
+
+    def _checked_fingerprint(self):
+        """``fingerprint_``, once it is shown to be what the parameters build.
+
+        The fingerprint keys the feature cache and the converted-model cache
+        that every cache on the machine shares, while the network is built
+        from the parameters: a stored fingerprint that disagrees with them
+        (``set_params`` after ``fit``, or an edited model file) would file
+        one model's features under another's name. It is never trusted:
+        it is computed again and compared.
+        """
+        ours = fingerprint(self.get_params(deep=False),
+                           resolve_input_size(self.backbone, self.input_size),
+                           getattr(self, "calibration_", None))
+        if ours != self.fingerprint_:
+            raise FeatureSpaceError(
+                f"This CNNFeatureTransformer was fitted as {describe(self.fingerprint_)!r}, "
+                f"but its parameters now build {describe(ours)!r}: its parameters changed "
+                f"after fit (set_params), or the model file it came from was edited. Call "
+                f"fit again (fingerprint_ stored: {json.dumps(self.fingerprint_, sort_keys=True)};"
+                f" from the parameters: {json.dumps(ours, sort_keys=True)}).")
+        return ours
+
     # ------------------------------------------------------------- the runs
     def _run(self, paths, rows, sink, *, background=False, client=None, views=None):
         """Plan and run ``paths[rows]`` on an engine (its CNN stage on Dask when active)."""
+        self._checked_fingerprint()
         engine = ExtractionEngine(self, views=views)
         cluster_stats = None
         client = active_client(client)

@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
 from ..chunks import as_chunk_source, is_chunk_source
-from ..extraction._fingerprint import precision_mismatch, store_precision
+from ..feature_space import feature_space_of, mismatch, space_of_head
 
 __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_chunk"]
 
@@ -120,7 +120,7 @@ class ChunkedHeadMixin:
         if not is_chunk_source(X):
             return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
         check_is_fitted(self)
-        self._track_precision(X, reset=False)
+        self._track_feature_space(X, reset=False)
         return self._score_source(self._wrap(X, y, sample_weight))
 
     def _score_source(self, source):
@@ -141,31 +141,32 @@ class ChunkedHeadMixin:
         return as_chunk_source(X, y, sample_weight=sample_weight, chunk_size=self.chunk_size,
                                multiple_of=self._chunk_multiple())
 
-    def _track_precision(self, X, *, reset):
-        """Record (``reset``) or check the precision of a FeatureStore's features.
+    def _track_feature_space(self, X, *, reset):
+        """Record (``reset``) or check the feature space of a row source's features.
 
-        ``feature_precision_`` is the precision of the store the head was
-        trained on (``"float32"`` or ``"int8"``), None when it was trained
-        on arrays or chunks that do not say. Once it is known, a store of the
-        other precision is refused: int8 and float32 features are different
-        feature spaces, and a head trained on one is wrong on the other.
+        ``feature_space_`` is the space (:mod:`skbottleneck.feature_space`)
+        of the store the head was trained on, None when it was trained on
+        arrays or chunks that do not say. Once it is known, features of
+        another space are refused: a head trained on ResNet50 features is
+        wrong on ResNet101 ones of the same width, and one trained on
+        float32 features on int8 ones.
         """
-        theirs = store_precision(X)
+        theirs = feature_space_of(X)
         if reset:
-            self.feature_precision_ = theirs
+            self.feature_space_ = None if theirs is None else theirs.as_dict()
             return
-        ours = getattr(self, "feature_precision_", None)
-        if ours is not None and theirs is not None and ours != theirs:
-            raise precision_mismatch(f"This {type(self).__name__}", ours, theirs,
-                                     f"the FeatureStore {getattr(X, 'path', X)!s}")
+        ours = space_of_head(self)
+        if ours is not None and theirs is not None and ours.id != theirs.id:
+            raise mismatch(f"This {type(self).__name__}", ours, theirs,
+                           f"the FeatureStore {getattr(X, 'path', X)!s}")
 
     def _source(self, X, y=None, sample_weight=None, *, reset, require_y=True):
         """Validate an array up front, or wrap a chunk source (checked per chunk).
 
-        A FeatureStore's precision is recorded (``reset``) or checked
-        (:meth:`_track_precision`).
+        A FeatureStore's feature space is recorded (``reset``) or checked
+        (:meth:`_track_feature_space`).
         """
-        self._track_precision(X, reset=reset)
+        self._track_feature_space(X, reset=reset)
         if is_chunk_source(X):
             return self._wrap(X, y, sample_weight)
         params = self._check_params()

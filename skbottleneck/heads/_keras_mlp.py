@@ -106,12 +106,16 @@ class KerasMLPClassifier(ChunkedHeadMixin, ClassifierMixin, BaseEstimator):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when ``X`` was a DataFrame with string column names.
-    feature_precision_ : {"float32", "int8"} or None
-        Precision of the FeatureStore the head was trained on (None for
-        arrays). A store of the other precision is refused by ``predict``,
-        ``score`` and ``partial_fit``, and a Pipeline whose
-        CNNFeatureTransformer computes the other precision by
-        :func:`~skbottleneck.extraction.check_pipeline_precision`.
+    feature_space_ : dict or None
+        ``{"id", "description"}`` of the feature space
+        (:mod:`skbottleneck.feature_space`) of the FeatureStore the head was
+        trained on, or of the transformer before it in a Pipeline saved by
+        :func:`~skbottleneck.save_model`; None for arrays, which carry no
+        identity. Features of another space (another backbone, layer,
+        pooling, input size, weights or precision) are refused by
+        ``predict``, ``score`` and ``partial_fit``, and a Pipeline putting
+        the head after a transformer of another space by
+        :func:`~skbottleneck.feature_space.check_feature_space`.
     history_ : dict of str to list of float
         Per epoch, like ``keras.callbacks.History.history``: ``"loss"`` and
         ``"accuracy"`` (training, with dropout), and with early stopping

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cache._fileio import _fsync_dir, _unlink_quietly, _write_file_atomic
+from ..fileio import fsync_dir, remove_stale_tmp, unlink_quietly, write_file_atomic
 from ..chunks import chunk_rows
 
 __all__ = ["INDEX_SCHEMA", "SimilarityIndex", "StaleIndexError", "build_index", "index_path",
@@ -371,12 +371,13 @@ def _save(folder, index, meta):
     import faiss
 
     os.makedirs(folder, exist_ok=True)
+    remove_stale_tmp(folder)  # what a killed build left
     name = f"index-{secrets.token_hex(6)}.faiss"
-    _write_file_atomic(os.path.join(folder, name), faiss.serialize_index(index))
+    write_file_atomic(os.path.join(folder, name), faiss.serialize_index(index))
     meta["index_file"] = name
-    _write_file_atomic(os.path.join(folder, "meta.json"),
+    write_file_atomic(os.path.join(folder, "meta.json"),
                        json.dumps(meta, indent=2, sort_keys=True).encode())
     for other in os.listdir(folder):  # the index files meta.json no longer names
         if other.startswith("index-") and other.endswith(".faiss") and other != name:
-            _unlink_quietly(os.path.join(folder, other))
-    _fsync_dir(folder)
+            unlink_quietly(os.path.join(folder, other))
+    fsync_dir(folder)

@@ -1,39 +1,16 @@
-"""On-disk features: a content-keyed cache and ordered dataset stores.
+"""Dataset stores: the features of one ordered list of images, in one HDF5 file.
 
-Two structures, both HDF5 (h5py), both safe against a kill at any moment
-(``SIGKILL``, power loss with a journaling file system, Ctrl-C):
-
-* :class:`FeatureCache` (defined in :mod:`skbottleneck.cache`) remembers
-  the features of every image ever extracted, under a key of the image
-  file's *content* (:func:`file_key`), one folder per model fingerprint.
-* :class:`StoreWriter` writes, resumably, the features of one ordered list
-  of images (a dataset) to one file; :class:`FeatureStore` reads it, in
-  shuffled chunks for out-of-core training or by row indices, and
-  :class:`StoreSubset` shows some of its rows (a training split) as a store.
+:class:`StoreWriter` writes, resumably and safe against a kill at any
+moment (``SIGKILL``, power loss with a journaling file system, Ctrl-C),
+the features of one ordered list of images (a dataset) to one file;
+:class:`FeatureStore` reads it, in shuffled chunks for out-of-core
+training or by row indices, and :class:`StoreSubset` shows some of its
+rows (a training split) as a store. The feature cache, and its own
+layout, are :mod:`skbottleneck.cache`'s; the file helpers both use
+(atomic writes, the lock, positional I/O) are :mod:`skbottleneck.fileio`'s.
 
 On-disk layout
 --------------
-Cache (``cache_dir`` is :func:`get_cache_dir`)::
-
-    cache_dir/
-      <fingerprint_id>/            16 hex digits, see fingerprint_id()
-        fingerprint.json           the fingerprint dict, storage dtype,
-                                   metadata (written atomically)
-        compact.lock               taken by the process compacting
-        shards/
-          <time_ns:016x>-<pid>-<rand:08x>.h5   immutable shards
-          .tmp-*                   being written (ignored; removed when stale)
-        quarantine/                damaged shards, moved aside
-
-A shard holds root attributes ``schema="skbottleneck.cache_shard"``,
-``format_version``, ``fingerprint_id``, ``n_features``, ``storage_dtype``,
-``metadata_json`` and the library versions; a dataset ``keys`` (uint8,
-``(n, key_length)``), a contiguous dataset ``features`` (``(n, d)``,
-little-endian float16/32/64, uncompressed) and ``checksums`` (uint64,
-``(n,)``, attribute ``algorithm="xxh3_64-key8"``: the XXH3-64 of each
-row's bytes XOR the first 8 bytes of its key, verified on every read;
-shards written by 0.1 have none and are read unverified).
-
 Dataset store ``features.h5``::
 
     features.h5                    the finished store (appears at the end)
@@ -61,7 +38,7 @@ optionally ``labels`` (int64/float64/bool, or UTF-8 strings with attribute
 One writer at a time
 --------------------
 A :class:`StoreWriter` takes ``features.h5.lock`` (``flock``, through
-:mod:`filelock`) before it looks at anything, and keeps it until
+:class:`skbottleneck.fileio.FileLock`) before it looks at anything, and keeps it until
 :meth:`StoreWriter.finalize` or :meth:`StoreWriter.close`. A second writer
 waits for it (saying once, on stderr, which pid it waits for), or with
 ``wait=False`` raises :class:`StoreLockedError` naming that pid. Once it
@@ -82,16 +59,6 @@ Why a kill cannot leave anything unreadable
 -------------------------------------------
 HDF5 files are never modified once they have a visible name:
 
-* A cache shard is built in memory, written to ``shards/.tmp-...``,
-  fsynced, then renamed (``os.replace``, atomic) to its final name, and the
-  folder is fsynced. Readers list only final names: a shard is complete or
-  invisible. A kill loses at most the batch being written (its temporary
-  file is ignored, and removed by a later :meth:`FeatureCache.compact`).
-* :meth:`FeatureCache.compact` writes a merged shard the same way and only
-  then deletes its sources: a kill leaves duplicates (same features), which
-  the next compaction drops. Readers that listed a deleted source look the
-  keys up again. Several processes may write at once: names never collide,
-  and a key written twice has the same features.
 * ``data.h5`` is created (tmp, fsync, rename) with its whole structure:
   attributes, paths, labels, keys and the ``features`` dataset with its
   storage allocated up front (never filled: sparse on disk). From then on
@@ -105,22 +72,15 @@ HDF5 files are never modified once they have a visible name:
   folder. Killed before the rename, the partial folder is intact and
   ``finalize`` runs again; killed after, the store is finished (the next
   :class:`StoreWriter` sees it and removes the left-over folder).
-* A cache shard or journal file found damaged (truncated, garbage) is
-  reported with a :class:`StoreWarning` naming it and moved to
-  ``quarantine/``; its rows are treated as missing and computed again.
-  A file of another format version is refused
-  (:class:`UnsupportedFormatError`, or ignored with a warning for a cache
-  shard), never misread.
+* A journal file found damaged (truncated, garbage) is reported with a
+  :class:`StoreWarning` naming it and moved to ``quarantine/``; its rows
+  are treated as missing and written again. A file of another format
+  version is refused (:class:`UnsupportedFormatError`), never misread.
 
 Reads of features bypass HDF5 when the layout allows (uncompressed,
 allocated): rows are read with ``preadv`` at their byte offsets, sorted,
-neighbours in one system call. The cache keeps an in-memory index (key ->
-shard, row) per folder and process; a look-up lists ``shards/`` only when
-its modification time changed, and opens only the shards it has not seen.
+neighbours in one system call.
 
-The cache lives in :mod:`skbottleneck.cache`, the low-level file helpers
-(atomic writes, positional I/O, preallocated HDF5 datasets) in
-:mod:`skbottleneck.cache._fileio`; this package re-exports the public names.
 Its modules are the stages of a store:
 
 * ``_format``: schema and format version, reserved attributes, labels,
@@ -136,23 +96,13 @@ Its modules are the stages of a store:
 * ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store.
 """
 
-from ..cache import (
-    FeatureCache,
-    cache_info,
-    clear_cache,
-    file_key,
-    file_keys,
-    fingerprint_id,
-    get_cache_dir,
-)
-from ..cache._fileio import StoreWarning, UnsupportedFormatError
+from ..fileio import StoreWarning, UnsupportedFormatError
 from ._format import InsufficientDiskSpaceError, StoreLockedError, check_disk_space
 from ._reader import FeatureStore
 from ._subset import StoreSubset
 from ._writer import StoreWriter
 
 __all__ = [
-    "FeatureCache",
     "FeatureStore",
     "InsufficientDiskSpaceError",
     "StoreLockedError",
@@ -160,11 +110,5 @@ __all__ = [
     "StoreWarning",
     "StoreWriter",
     "UnsupportedFormatError",
-    "cache_info",
     "check_disk_space",
-    "clear_cache",
-    "file_key",
-    "file_keys",
-    "fingerprint_id",
-    "get_cache_dir",
 ]

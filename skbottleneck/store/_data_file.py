@@ -13,16 +13,16 @@ import time
 
 import numpy as np
 
-from ..cache._fileio import (
-    _attr_value,
-    _canonical_json,
-    _create_preallocated,
-    _fsync_dir,
-    _fsync_file,
-    _library_versions,
-    _raw_layout,
-    _tmp_path,
-    _unlink_quietly,
+from ..fileio import (
+    attr_value,
+    canonical_json,
+    create_preallocated,
+    fsync_dir,
+    fsync_file,
+    library_versions,
+    raw_layout,
+    tmp_path,
+    unlink_quietly,
 )
 from ._format import STORE_FORMAT_VERSION, STORE_SCHEMA, _encode_str, store_os_error
 
@@ -53,18 +53,18 @@ def create_data_file(writer):
     import h5py
 
     path = writer._partial.data_path
-    tmp = _tmp_path(writer.partial_dir, "data.h5")
+    tmp = tmp_path(writer.partial_dir, "data.h5")
     try:
         with h5py.File(tmp, "w") as f:
-            attrs = {k: _attr_value(v) for k, v in writer.metadata.items()}
-            for k, v in _library_versions().items():
+            attrs = {k: attr_value(v) for k, v in writer.metadata.items()}
+            for k, v in library_versions().items():
                 attrs.setdefault(k, v)
             attrs.update(
                 schema=STORE_SCHEMA,
                 format_version=np.int64(STORE_FORMAT_VERSION),
                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                metadata_json=_canonical_json(writer.metadata),
-                **{k: _attr_value(v) for k, v in writer._identity.items()},
+                metadata_json=canonical_json(writer.metadata),
+                **{k: attr_value(v) for k, v in writer._identity.items()},
             )
             for k in sorted(attrs):
                 f.attrs[k] = attrs[k]
@@ -84,18 +84,18 @@ def create_data_file(writer):
                 ds.attrs["kind"] = writer._labels_kind
             if writer._keys is not None:
                 f.create_dataset("keys", data=writer._keys)
-            _create_preallocated(f, "features", (n, writer.n_features), writer._store_dtype,
+            create_preallocated(f, "features", (n, writer.n_features), writer._store_dtype,
                                  writer.chunk_rows)
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException as e:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         # HDF5 reports a failed write (disk full...) as a RuntimeError giving the errno
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "errno = " in str(e)):
             raise store_os_error(e, store=writer.path, path=path,
                                  doing="create the data file of") from e
         raise
-    _fsync_dir(writer.partial_dir)
+    fsync_dir(writer.partial_dir)
 
 
 def open_data_file(writer):
@@ -110,7 +110,7 @@ def open_data_file(writer):
     fd : int
         Open read-write.
     layout : tuple
-        ``(firsts, offsets)`` of the features (see ``_raw_layout``).
+        ``(firsts, offsets)`` of the features (see ``raw_layout``).
 
     Raises
     ------
@@ -127,7 +127,7 @@ def open_data_file(writer):
     try:
         with h5py.File(path, "r") as f:
             ds = f["features"]
-            shape, dtype, layout = ds.shape, ds.dtype, _raw_layout(ds)
+            shape, dtype, layout = ds.shape, ds.dtype, raw_layout(ds)
     except (OSError, KeyError) as e:
         if getattr(e, "errno", None) is not None:  # the system's, not HDF5's: not damage
             raise store_os_error(e, store=writer.path, path=path, doing="open the data file of",

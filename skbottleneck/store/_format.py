@@ -15,7 +15,7 @@ import shutil
 
 import numpy as np
 
-from ..cache._fileio import _attr_value, _canonical_json, _sha256
+from ..fileio import attr_value, canonical_json, sha256
 from ..utils import format_bytes
 
 __all__ = [
@@ -260,7 +260,7 @@ def _hash_labels(labels, kind):
         return ""
     if kind == "str":
         return "str:" + _hash_strings(labels.tolist())
-    return f"{kind}:" + _sha256(np.ascontiguousarray(labels).tobytes())
+    return f"{kind}:" + sha256(np.ascontiguousarray(labels).tobytes())
 
 
 def _normalize_keys(keys, n):
@@ -287,6 +287,6 @@ def _check_metadata(metadata):
     for k, v in metadata.items():
         if not isinstance(k, str):
             raise TypeError(f"metadata keys must be str; got {k!r}.")
-        _attr_value(v)  # raises TypeError for unsupported values
-    _canonical_json(metadata)
+        attr_value(v)  # raises TypeError for unsupported values
+    canonical_json(metadata)
     return metadata

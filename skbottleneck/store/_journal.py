@@ -18,12 +18,12 @@ import warnings
 
 import numpy as np
 
-from ..cache._fileio import (
+from ..fileio import (
     StoreWarning,
     UnsupportedFormatError,
-    _listdir,
-    _unlink_quietly,
-    _write_file_atomic,
+    listdir,
+    unlink_quietly,
+    write_file_atomic,
 )
 from ._format import PARTIAL_SCHEMA, STORE_FORMAT_VERSION
 
@@ -118,13 +118,13 @@ class PartialFolder:
         doc = {"schema": PARTIAL_SCHEMA, "format_version": STORE_FORMAT_VERSION,
                "path": store_path, "identity": identity, "chunk_rows": chunk_rows,
                "metadata": metadata}
-        _write_file_atomic(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True).encode())
+        write_file_atomic(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True).encode())
 
     # -- the journal
     def clear_journal(self):
         """Forget every row written (``data.h5`` is about to be created again)."""
-        for name in _listdir(self.journal_dir):
-            _unlink_quietly(os.path.join(self.journal_dir, name))
+        for name in listdir(self.journal_dir):
+            unlink_quietly(os.path.join(self.journal_dir, name))
 
     def load_journal(self, done):
         """Set ``done[rows] = True`` for the rows every journal file records.
@@ -132,7 +132,7 @@ class PartialFolder:
         Damaged files are quarantined; more than 64 files are merged into one.
         """
         n_rows = len(done)
-        names = sorted(n for n in _listdir(self.journal_dir) if n.endswith(".npy")
+        names = sorted(n for n in listdir(self.journal_dir) if n.endswith(".npy")
                        and not n.startswith("."))
         for name in names:
             path = os.path.join(self.journal_dir, name)
@@ -151,14 +151,14 @@ class PartialFolder:
         if len(names) > _MAX_JOURNAL_FILES:  # merge the journal: one file instead of many
             self.record(np.flatnonzero(done).astype(np.int64))
             for name in names:
-                _unlink_quietly(os.path.join(self.journal_dir, name))
+                unlink_quietly(os.path.join(self.journal_dir, name))
 
     def record(self, rows):
         """Add a journal file naming ``rows`` as written (durable when this returns)."""
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(rows, dtype=np.int64), allow_pickle=False)
         name = f"{time.time_ns():016x}-{os.urandom(4).hex()}.npy"
-        _write_file_atomic(os.path.join(self.journal_dir, name), buf.getbuffer())
+        write_file_atomic(os.path.join(self.journal_dir, name), buf.getbuffer())
 
     def _quarantine(self, path, reason):
         qdir = os.path.join(self.path, "quarantine")

@@ -1,7 +1,7 @@
 """One writer per store: its lock file, and who holds it.
 
 A :class:`~skbottleneck.store.StoreWriter` holds ``<store>.lock``, locked
-with ``flock`` through :mod:`filelock`, from its creation to its
+with :class:`skbottleneck.fileio.FileLock` (``flock``), from its creation to its
 :meth:`~skbottleneck.store.StoreWriter.finalize` or
 :meth:`~skbottleneck.store.StoreWriter.close`. The file records the
 holder's pid, host and start time (JSON), for the messages of the writers
@@ -11,8 +11,8 @@ behind, unlocked, until the next writer of the store takes it.
 
 The holder deletes the lock file while still holding it, just before it
 unlocks. A waiter that had opened the deleted file then gets a lock on a
-file without a name; filelock sees that (no link left) and tries again on
-the path, so two writers never both hold the store.
+file without a name; the lock sees that and tries again on the path, so
+two writers never both hold the store.
 
 Within one process a second writer of a store that is still open raises
 at once (waiting would wait for ourselves).
@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 
+from ..fileio import FileLock
 from ._format import StoreLockedError, naming_errors
 
 __all__ = ["StoreLock", "read_only"]
@@ -55,7 +56,6 @@ class StoreLock:
         self.store_path = store_path
         self.path = store_path + ".lock"
         self._lock = None
-        self._inode = None
         self._pid = None  # the process that took it (a forked child must not release it)
 
     @property
@@ -110,15 +110,9 @@ class StoreLock:
                 del _HELD_HERE[self.path]
 
     def _acquire(self, wait):
-        import filelock
-
-        try:
-            lock = filelock.FileLock(self.path, thread_local=False, on_acquired=self._on_acquired)
-        except ValueError:  # pragma: no cover - a platform with only soft locks
-            lock = filelock.FileLock(self.path, thread_local=False)
-        try:
-            lock.acquire(blocking=False)
-        except filelock.Timeout:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)  # the store's folder
+        lock = FileLock(self.path)
+        if not lock.acquire(timeout=0):
             holder = self.holder()
             if wait is False:
                 raise self._locked_error(holder, f"{self.store_path} is being written by "
@@ -128,20 +122,17 @@ class StoreLock:
                   f"{_describe(holder)}; this writer starts when that one finishes or dies.",
                   file=sys.stderr, flush=True)
             timeout = -1 if wait is True else float(wait)
-            try:
-                lock.acquire(timeout=timeout)
-            except filelock.Timeout:
+            if not lock.acquire(timeout=timeout):
                 holder = self.holder() or holder
                 raise self._locked_error(holder, f"Gave up waiting {timeout:g} s for "
                                          f"{self.store_path}: it is still being written by "
                                          f"{_describe(holder)}. Wait for it to finish and run "
                                          "again.") from None
+        self._write_holder(lock.fd)
         self._lock, self._pid = lock, os.getpid()
 
-    def _on_acquired(self, fd):
+    def _write_holder(self, fd):
         """Record who holds the lock, in the lock file (its holder's descriptor)."""
-        st = os.fstat(fd)
-        self._inode = (st.st_dev, st.st_ino)
         doc = {"pid": os.getpid(), "host": socket.gethostname(),
                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "store": self.store_path}
         os.ftruncate(fd, 0)
@@ -177,16 +168,9 @@ class StoreLock:
         if lock is None or self._pid != os.getpid():
             return
         try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._inode:  # ours (always, unless moved by hand)
-                os.unlink(self.path)
-        except OSError:
-            pass
+            lock.release(unlink=True)
         finally:
-            try:
-                lock.release(force=True)
-            finally:
-                self._unclaim()
+            self._unclaim()
 
 
 def _describe(holder):

@@ -14,14 +14,14 @@ import os
 import numpy as np
 
 from ..chunks import block_bounds, default_block_rows, iter_chunk_positions
-from ..cache._fileio import (
+from ..fileio import (
     UnsupportedFormatError,
-    _output_dtype,
-    _python_attr,
-    _raw_layout,
-    _read_rows_at,
-    _read_rows_h5,
-    _row_offsets,
+    output_dtype,
+    python_attr,
+    raw_layout,
+    read_rows_at,
+    read_rows_h5,
+    row_offsets,
 )
 from ._format import STORE_FORMAT_VERSION, STORE_SCHEMA
 
@@ -64,7 +64,7 @@ def check_indices(indices, n_rows):
 
 
 def _read_attrs(f):
-    return {k: _python_attr(v) for k, v in f.attrs.items()}
+    return {k: python_attr(v) for k, v in f.attrs.items()}
 
 
 def _read_strings(ds):
@@ -77,7 +77,7 @@ def _read_labels(f):
     ds = f.get("labels")
     if ds is None:
         return None
-    return _read_strings(ds) if _python_attr(ds.attrs.get("kind")) == "str" else ds[()]
+    return _read_strings(ds) if python_attr(ds.attrs.get("kind")) == "str" else ds[()]
 
 
 def _read_keys(f):
@@ -202,8 +202,8 @@ class FeatureStore(ClosingMixin):
                 "written by skbottleneck."
             ) from e
         try:
-            schema = _python_attr(f.attrs.get("schema"))
-            version = _python_attr(f.attrs.get("format_version"))
+            schema = python_attr(f.attrs.get("schema"))
+            version = python_attr(f.attrs.get("format_version"))
             if schema != STORE_SCHEMA:
                 raise UnsupportedFormatError(
                     f"{self.path} is not a skbottleneck feature store: its 'schema' attribute "
@@ -218,7 +218,7 @@ class FeatureStore(ClosingMixin):
             ds = f.get("features")
             if ds is None or ds.ndim != 2 or ds.dtype.kind != "f":
                 raise UnsupportedFormatError(f"{self.path} has no 2-D float 'features' dataset.")
-            self._layout = _raw_layout(ds)
+            self._layout = raw_layout(ds)
         except BaseException:
             f.close()
             raise
@@ -315,7 +315,7 @@ class FeatureStore(ClosingMixin):
 
     # -- reading
     def _out_dtype(self, dtype):
-        return _output_dtype(self.dtype) if dtype is None else np.dtype(dtype)
+        return output_dtype(self.dtype) if dtype is None else np.dtype(dtype)
 
     def _read_into(self, rows, out):
         """``out[i] = features[rows[i]]`` (rows any order, in range)."""
@@ -323,11 +323,11 @@ class FeatureStore(ClosingMixin):
         dst = np.arange(len(rows))
         rows = np.asarray(rows, dtype=np.int64)
         if self._layout is not None:
-            offsets = _row_offsets(rows, self._layout[0], self._layout[1], self._row_nbytes)
-            _read_rows_at(self._fd, offsets, dst, out, self._row_nbytes,
+            offsets = row_offsets(rows, self._layout[0], self._layout[1], self._row_nbytes)
+            read_rows_at(self._fd, offsets, dst, out, self._row_nbytes,
                           self._ds.dtype.newbyteorder("<"))
         else:
-            _read_rows_h5(self._ds, rows, dst, out)
+            read_rows_h5(self._ds, rows, dst, out)
         return out
 
     def read_rows(self, indices, *, dtype=None):

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..cache._fileio import UnsupportedFormatError, _canonical_json
+from ..fileio import UnsupportedFormatError, canonical_json
 from ._format import SUBSET_OF_ATTR
 from ._reader import FeatureStore
 
@@ -27,7 +27,7 @@ def is_subset_for(path, identity):
     """Whether ``path`` is a store :func:`finalize_subset` cut from a writer of ``identity``."""
     try:
         with FeatureStore(path) as store:
-            return store.metadata.get(SUBSET_OF_ATTR) == _canonical_json(identity)
+            return store.metadata.get(SUBSET_OF_ATTR) == canonical_json(identity)
     except (UnsupportedFormatError, OSError):
         return False
 
@@ -60,7 +60,7 @@ def finalize_subset(writer, rows, metadata=None):
         )
     meta = dict(writer.metadata)
     meta.update(metadata or {})
-    meta[SUBSET_OF_ATTR] = _canonical_json(writer._identity)
+    meta[SUBSET_OF_ATTR] = canonical_json(writer._identity)
     sub = type(writer)(
         os.path.join(writer.partial_dir, "subset.h5"),
         paths=[writer._paths[r] for r in rows],

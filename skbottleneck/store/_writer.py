@@ -21,16 +21,16 @@ import threading
 
 import numpy as np
 
-from ..cache._fileio import (
+from ..fileio import (
     UnsupportedFormatError,
-    _canonical_json,
-    _check_storage_dtype,
-    _fdatasync,
-    _fsync_dir,
-    _pwrite,
-    _read_rows_at,
-    _row_offsets,
-    _sha256,
+    canonical_json,
+    check_storage_dtype,
+    fdatasync,
+    fsync_dir,
+    pwrite,
+    read_rows_at,
+    row_offsets,
+    sha256,
 )
 from ._format import (
     STORE_FORMAT_VERSION,
@@ -159,7 +159,7 @@ class StoreWriter(ClosingMixin):
         self.n_features = operator.index(n_features)
         if self.n_features < 1:
             raise ValueError(f"n_features must be >= 1; got {n_features}.")
-        self.dtype = _check_storage_dtype(dtype)
+        self.dtype = check_storage_dtype(dtype)
         self._labels, self._labels_kind = _normalize_labels(labels, self.n_rows)
         self._keys = _normalize_keys(keys, self.n_rows)
         self.metadata = _check_metadata(metadata)
@@ -180,8 +180,8 @@ class StoreWriter(ClosingMixin):
             "storage_dtype": self.dtype,
             "paths_sha256": _hash_strings(self._paths),
             "labels_sha256": _hash_labels(self._labels, self._labels_kind),
-            "keys_sha256": "" if self._keys is None else _sha256(self._keys.tobytes()),
-            "metadata_sha256": _sha256(_canonical_json(self.metadata)),
+            "keys_sha256": "" if self._keys is None else sha256(self._keys.tobytes()),
+            "metadata_sha256": sha256(canonical_json(self.metadata)),
         }
         self._lock = threading.Lock()
         self._finished = False
@@ -284,7 +284,7 @@ class StoreWriter(ClosingMixin):
         changed = [k for k, v in self._identity.items() if attrs.get(k) != v]
         identity = {k: attrs.get(k) for k in self._identity}
         subset_of = attrs.get(SUBSET_OF_ATTR)
-        return ", ".join(f"other {k.replace('_sha256', '')}" for k in changed), (identity, subset_of)
+        return ", ".join(f"other {k.replace('sha256', '')}" for k in changed), (identity, subset_of)
 
     def _remove_leftover(self, finished):
         """Remove a partial folder left by a finalize killed after its rename (possibly
@@ -294,7 +294,7 @@ class StoreWriter(ClosingMixin):
         theirs = self._partial.manifest_identity()
         identity, subset_of = finished
         if theirs in (None, self._identity, identity) or (
-                isinstance(theirs, dict) and _canonical_json(theirs) == subset_of):
+                isinstance(theirs, dict) and canonical_json(theirs) == subset_of):
             self._partial.remove_quietly()
 
     def _check_space(self, verbose):
@@ -381,7 +381,7 @@ class StoreWriter(ClosingMixin):
             if self._finished:
                 raise RuntimeError(f"{self.path} is already finalized.")
             self._ensure_open()
-            offsets = _row_offsets(rows, self._firsts, self._offsets, self._row_nbytes)
+            offsets = row_offsets(rows, self._firsts, self._offsets, self._row_nbytes)
             order = np.argsort(offsets, kind="stable")
             offs = offsets[order]
             breaks = np.flatnonzero(np.diff(offs) != self._row_nbytes) + 1
@@ -391,8 +391,8 @@ class StoreWriter(ClosingMixin):
                 for g in range(len(bounds) - 1):
                     a, b = int(bounds[g]), int(bounds[g + 1])
                     block = feats[a:b] if sorted_in else feats[order[a:b]]
-                    _pwrite(self._fd, block, int(offs[a]))
-                _fdatasync(self._fd)
+                    pwrite(self._fd, block, int(offs[a]))
+                fdatasync(self._fd)
             with naming_errors(self.path, self._partial.journal_dir,
                                "record the rows written in the journal of"):
                 self._partial.record(np.unique(rows))
@@ -437,17 +437,17 @@ class StoreWriter(ClosingMixin):
             self._closed = True  # the partial folder is intact: a new writer resumes
             self._store_lock.release()
             raise
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_dir(os.path.dirname(self.path))
         self._finished = True
         self._partial.remove_quietly()
         self._store_lock.release()
 
     def _read_written_rows(self, rows, out):
         """``out[i] = features[rows[i]]`` of rows already written (the lock held)."""
-        offsets = _row_offsets(np.asarray(rows, dtype=np.int64), self._firsts, self._offsets,
+        offsets = row_offsets(np.asarray(rows, dtype=np.int64), self._firsts, self._offsets,
                                self._row_nbytes)
         with naming_errors(self.path, self._data_path, "read rows back from"):
-            _read_rows_at(self._fd, offsets, np.arange(len(rows)), out, self._row_nbytes,
+            read_rows_at(self._fd, offsets, np.arange(len(rows)), out, self._row_nbytes,
                           self._store_dtype)
         return out
 

@@ -1,34 +1,19 @@
-"""Evaluation report of a fitted classifier: text, JSON and figures in a folder.
+"""The evaluation report: predict a labelled set, write metrics, tables, figures and a page.
 
-:func:`report` predicts a labelled set (image paths, a feature array or a
-:class:`~skbottleneck.FeatureStore`), then writes what a person and a script
-need to judge the model:
-
-- ``classification_report.txt``: scikit-learn's per-class precision, recall,
-  F1 and support, plus overall accuracy;
-- ``metrics.json``: the same numbers, per-class accuracy and the confusion
-  matrix, for scripts;
-- ``predictions.csv``: one row per sample (path when known, true and predicted
-  label), to look at the mistakes;
-- ``confusion_matrix.png``: counts and a normalised version side by side,
-  with class names on labelled axes;
-- ``learning_curve.png``: loss and accuracy per epoch, for heads that record a
-  training history (``history_``, e.g. :class:`~skbottleneck.KerasMLPClassifier`,
-  also as the last step of a ``Pipeline``).
-
-Figures need matplotlib (an optional dependency); they are drawn with its
-object-oriented API on an Agg canvas, so no global backend is changed and no
-window ever opens.
+See :mod:`skbottleneck.report` for the files :func:`report` writes.
 """
 
 import csv
 import json
+import numbers
 import os
 import warnings
 
 import numpy as np
 
-from .utils import is_store
+from ..utils import is_store
+from ._figures import history_of, import_matplotlib, plot_confusion_matrix, plot_learning_curve
+from ._html import write_evaluation_html
 
 __all__ = ["report", "predict_labels"]
 
@@ -80,28 +65,36 @@ def predict_labels(model, X, *, chunk_size=4096):
     >>> y_pred.tolist(), kept.tolist()
     ([0, 0, 1, 1], [0, 1, 2, 3])
     """
-    y_pred, kept, _ = _predict(model, X, chunk_size)
+    y_pred, kept, _, _ = _predict(model, X, chunk_size)
     return y_pred, kept
 
 
-def _predict(model, X, chunk_size):
-    """``(y_pred, kept, skipped)``: :func:`predict_labels` and the (path, reason) of skipped images.
+def _predict(model, X, chunk_size, scores=False):
+    """``(y_pred, kept, skipped, scores)``: :func:`predict_labels`, the skipped images, the scores.
 
-    Image paths go through the pipeline's feature step with ``extract``,
-    whose result says which images were kept; the rest of the pipeline
-    predicts from its features.
+    ``skipped`` holds the (path, reason) of the images that could not be
+    read. Image paths go through the pipeline's feature step with
+    ``extract``, whose result says which images were kept; the rest of the
+    pipeline predicts from its features. With ``scores=True``, ``scores``
+    is :func:`_scores` of the same rows (else None).
     """
     features, rest = _split_pipeline(model)
+    kind = _score_kind(model) if scores else None
     if is_store(X):
         if features is not None:
             features.transform(X)  # raises if the store holds another model's features
-        parts = [np.asarray(rest.predict(X_chunk))
-                 for X_chunk, _ in X.iter_chunks(chunk_size, shuffle=False)]
+        parts, score_parts = [], []
+        for X_chunk, _ in X.iter_chunks(chunk_size, shuffle=False):
+            parts.append(np.asarray(rest.predict(X_chunk)))
+            if kind is not None:
+                score_parts.append(_score_matrix(rest, X_chunk, kind))
         y_pred = np.concatenate(parts) if parts else np.empty(0)
-        return y_pred, np.arange(len(X)), []
+        matrix = np.concatenate(score_parts) if score_parts else None
+        return y_pred, np.arange(len(X)), [], _scores(model, kind, matrix, scores)
     if features is None:
         y_pred = np.asarray(model.predict(X))
-        return y_pred, np.arange(len(y_pred)), []
+        matrix = _score_matrix(model, X, kind) if kind is not None and len(y_pred) else None
+        return y_pred, np.arange(len(y_pred)), [], _scores(model, kind, matrix, scores)
     with warnings.catch_warnings():
         # warned below, once, by the caller's name
         warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
@@ -112,7 +105,37 @@ def _predict(model, X, chunk_size):
             f"{len(skipped)} of {len(X)} images could not be read and were left out: "
             f"{skipped[0][0]}: {skipped[0][1]}" + (" ..." if len(skipped) > 1 else ""),
             UserWarning, stacklevel=3)
-    return np.asarray(rest.predict(result.features)), np.asarray(result.kept), skipped
+    kept = np.asarray(result.kept)
+    y_pred = np.asarray(rest.predict(result.features))
+    matrix = _score_matrix(rest, result.features, kind) if kind is not None and len(kept) else None
+    return y_pred, kept, skipped, _scores(model, kind, matrix, scores)
+
+
+def _score_kind(model):
+    """``"probability"``, ``"decision function"`` or None: what the model can score classes with."""
+    if hasattr(model, "predict_proba"):
+        return "probability"
+    if hasattr(model, "decision_function"):
+        return "decision function"
+    return None
+
+
+def _score_matrix(est, X, kind):
+    """Per-class scores of ``X``, shape (n, n_classes): binary decision values made two columns."""
+    if kind == "probability":
+        return np.asarray(est.predict_proba(X), dtype=float)
+    values = np.asarray(est.decision_function(X), dtype=float)
+    return np.c_[-values, values] if values.ndim == 1 else values
+
+
+def _scores(model, kind, matrix, wanted):
+    """``{"kind", "classes", "values"}`` (values: rows of ``matrix``) or None when not ``wanted``."""
+    if not wanted:
+        return None
+    classes = getattr(model, "classes_", None)
+    if kind is None or matrix is None or classes is None:
+        return {"kind": kind if matrix is not None else None, "classes": None, "values": None}
+    return {"kind": kind, "classes": list(np.asarray(classes).tolist()), "values": matrix}
 
 
 # ------------------------------------------------------------------ metrics
@@ -152,128 +175,6 @@ def _metrics(y_true, y_pred, labels):
     }
 
 
-def _normalized(cm, normalize):
-    cm = cm.astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if normalize == "true":
-            out = cm / cm.sum(axis=1, keepdims=True)
-        elif normalize == "pred":
-            out = cm / cm.sum(axis=0, keepdims=True)
-        else:
-            out = cm / cm.sum()
-    return np.nan_to_num(out)
-
-
-# ------------------------------------------------------------------ figures
-def _import_matplotlib(plots):
-    if plots is False:
-        return None
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        message = ("matplotlib is not installed, so no figures were drawn; install it with "
-                   "`pip install matplotlib` (or `pip install skbottleneck[examples]`).")
-        if plots is True:
-            raise ImportError(message) from e
-        warnings.warn(message, UserWarning, stacklevel=3)
-        return None
-    return Figure, FigureCanvasAgg
-
-
-def _save(fig, canvas_cls, path):
-    canvas_cls(fig)
-    fig.savefig(path, dpi=110)
-
-
-def _draw_matrix(ax, matrix, names, title, fmt, cmap="Blues", vmax=None):
-    n = len(names)
-    im = ax.imshow(matrix, interpolation="nearest", cmap=cmap, vmin=0,
-                   vmax=vmax if vmax is not None else max(float(matrix.max()), 1e-12))
-    ax.set_title(title)
-    ax.set_xlabel("Predicted class")
-    ax.set_ylabel("True class")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(names, rotation=45 if max(map(len, names), default=0) > 3 else 0,
-                       ha="right" if max(map(len, names), default=0) > 3 else "center")
-    ax.set_yticklabels(names)
-    if n <= 30:
-        threshold = (matrix.max() if vmax is None else vmax) / 2.0
-        size = 10 if n <= 10 else 7
-        for i in range(n):
-            for j in range(n):
-                value = matrix[i, j]
-                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=size,
-                        color="white" if value > threshold else "black")
-    return im
-
-
-def plot_confusion_matrix(cm, names, path, *, normalize="true", title=None, matplotlib=None):
-    """Draw counts and (unless ``normalize`` is None) a normalised matrix into ``path``."""
-    Figure, Canvas = matplotlib
-    panels = 1 if normalize is None else 2
-    n = len(names)
-    cell = 0.55 if n > 10 else 0.9
-    side = max(4.0, 1.6 + cell * n)
-    fig = Figure(figsize=(side * panels + 0.8 * panels, side + 0.6), layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    im = _draw_matrix(axes[0], np.asarray(cm), names, "Counts", "d")
-    fig.colorbar(im, ax=axes[0], shrink=0.8)
-    if normalize is not None:
-        label = {"true": "normalised over true class (recall)",
-                 "pred": "normalised over predicted class (precision)",
-                 "all": "normalised over all samples"}[normalize]
-        im = _draw_matrix(axes[1], _normalized(np.asarray(cm), normalize), names,
-                          label[0].upper() + label[1:], ".2f", vmax=1.0)
-        fig.colorbar(im, ax=axes[1], shrink=0.8)
-    if title:
-        fig.suptitle(title)
-    _save(fig, Canvas, path)
-
-
-def _history_of(model):
-    """The training history dict of a head that records one, else None."""
-    candidates = [model]
-    steps = getattr(model, "steps", None)
-    if steps:
-        candidates.append(steps[-1][1])
-    for est in reversed(candidates):
-        history = getattr(est, "history_", None)
-        if history is None:
-            continue
-        history = getattr(history, "history", history)  # a keras History object
-        if isinstance(history, dict) and history:
-            return {str(k): [float(v) for v in vals] for k, vals in history.items()
-                    if np.ndim(vals) == 1 and len(vals)}
-    return None
-
-
-def plot_learning_curve(history, path, *, title=None, matplotlib=None):
-    """Draw loss (left) and accuracy-like metrics (right) per epoch into ``path``."""
-    Figure, Canvas = matplotlib
-    losses = {k: v for k, v in history.items() if "loss" in k}
-    others = {k: v for k, v in history.items() if "loss" not in k and k not in ("lr", "learning_rate")}
-    panels = [p for p in (losses, others) if p]
-    fig = Figure(figsize=(5.2 * len(panels), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, series, ylabel in zip(axes, panels, ["loss" if losses else "metric", "metric"]):
-        for name, values in sorted(series.items()):
-            epochs = np.arange(1, len(values) + 1)
-            style = "--" if name.startswith("val_") else "-"
-            ax.plot(epochs, values, style, marker="o" if len(values) <= 30 else None,
-                    markersize=3, label=name)
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(ylabel if series is losses else "accuracy / metric")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    axes[0].set_title("Loss" if losses else "Metrics")
-    if len(panels) == 2:
-        axes[1].set_title("Metrics")
-    if title:
-        fig.suptitle(title)
-    _save(fig, Canvas, path)
-
 
 # ------------------------------------------------------------------- report
 def _sample_names(X, kept):
@@ -294,7 +195,8 @@ def _sample_names(X, kept):
 
 
 def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
-           plots="auto", title=None, chunk_size=4096):
+           plots="auto", title=None, chunk_size=4096, html=True, max_thumbnails=8,
+           thumbnail_size=128):
     """Evaluate a fitted classifier on labelled data and write a report folder.
 
     Parameters
@@ -326,6 +228,19 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         Title written on the figures and at the top of the text report.
     chunk_size : int, default=4096
         Rows per chunk when ``X`` is a store.
+    html : bool, default=True
+        Also write ``report.html``: one page that opens offline (no
+        JavaScript, no network, thumbnails embedded) with the metrics, the
+        confusion matrix, per-class precision and recall, and the most
+        confident mistakes of each class and of each confusion pair as
+        pictures, with their true and predicted labels, probabilities (or
+        decision scores) and paths.
+    max_thumbnails : int, default=8
+        Most pictures per section of ``report.html``, so that the page stays
+        small for a large test set (the other mistakes are counted there and
+        listed in ``predictions.csv``).
+    thumbnail_size : int, default=128
+        Longest side of a picture in ``report.html``, in pixels.
 
     Returns
     -------
@@ -351,7 +266,8 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
     >>> metrics["accuracy"], metrics["per_class"]["dog"]["support"]
     (1.0, 20)
     >>> sorted(p.name for p in (tmp_dir / "report").iterdir())  # doctest: +NORMALIZE_WHITESPACE
-    ['classification_report.txt', 'confusion_matrix.png', 'metrics.json', 'predictions.csv']
+    ['classification_report.txt', 'confusion_matrix.png', 'metrics.json', 'predictions.csv',
+     'report.html']
     """
     from sklearn.metrics import classification_report
 
@@ -363,9 +279,13 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
     if plots not in ("auto", True, False):
         raise ValueError(f"The 'plots' parameter of report must be 'auto', True or False. "
                          f"Got {plots!r} instead.")
-    from .extraction import check_pipeline_precision
+    for name, value in (("max_thumbnails", max_thumbnails), ("thumbnail_size", thumbnail_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"The '{name}' parameter of report must be an int >= 1. "
+                             f"Got {value!r} instead.")
+    from ..feature_space import check_feature_space
 
-    check_pipeline_precision(model, X)  # a head of one precision on features of the other
+    check_feature_space(model, X)  # a head of one feature space on features of another
     if y is None:
         if not is_store(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
@@ -376,9 +296,9 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
     n = len(X)
     if len(y) != n:
         raise ValueError(f"X and y must have the same length; got {n} samples and {len(y)} labels.")
-    matplotlib = _import_matplotlib(plots)
+    matplotlib = import_matplotlib(plots)
 
-    y_pred, kept, skipped = _predict(model, X, chunk_size)
+    y_pred, kept, skipped, scores = _predict(model, X, chunk_size, scores=bool(html))
     y_true = y[kept]
     if y_pred.dtype.kind != y_true.dtype.kind and y_true.dtype.kind in "US":
         y_pred = y_pred.astype(str)
@@ -433,13 +353,20 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names,
                               files["confusion_matrix"], normalize=normalize,
                               title=title, matplotlib=matplotlib)
-        history = _history_of(model)
+        history = history_of(model)
         if history:
             files["learning_curve"] = os.path.join(out_dir, "learning_curve.png")
             plot_learning_curve(history, files["learning_curve"], title=title,
                                 matplotlib=matplotlib)
 
     files["metrics"] = os.path.join(out_dir, "metrics.json")
+    if html:
+        files["html"] = os.path.join(out_dir, "report.html")
+        metrics["scores"] = scores["kind"]
+        write_evaluation_html(files["html"], metrics=metrics, y_true=y_true, y_pred=y_pred,
+                              kept=kept, sample_paths=sample_names, scores=scores, title=title,
+                              max_thumbnails=max_thumbnails, thumbnail_size=thumbnail_size,
+                              files=files)
     metrics["files"] = dict(files)
     with open(files["metrics"], "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
