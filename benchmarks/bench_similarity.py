@@ -49,7 +49,7 @@ def _store(n, d):
     return path
 
 
-def step(name, path, d, n_queries):
+def step(name, path, d, n_queries, candidates=None):
     from skbottleneck import build_index, find_similar
 
     if name == "build":
@@ -63,7 +63,7 @@ def step(name, path, d, n_queries):
     exact = name == "exact"
     find_similar(path, Q[:2], k=10, exact=exact, in_memory=False)  # warm: imports, page cache
     t0 = time.perf_counter()
-    result = find_similar(path, Q, k=10, exact=exact, in_memory=False)
+    result = find_similar(path, Q, k=10, exact=exact, in_memory=False, n_candidates=candidates)
     seconds = time.perf_counter() - t0
     np.save(WORK / f"_{name}.npy", result.indices)
     return {f"{name}_ms": 1000 * seconds / n_queries, f"{name}_rss_mib": peak_rss_mib(),
@@ -75,12 +75,14 @@ def main():
     p.add_argument("--sizes", default="100000,1000000")
     p.add_argument("--dims", default="512,1280")
     p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--candidates", type=int, help="n_candidates of find_similar (default: its own)")
+    p.add_argument("--out", default="bench_similarity.md")
     p.add_argument("--step")
     p.add_argument("--path")
     p.add_argument("--d", type=int)
     args = p.parse_args()
     if args.step:
-        print(json.dumps(step(args.step, args.path, args.d, args.queries)))
+        print(json.dumps(step(args.step, args.path, args.d, args.queries, args.candidates)))
         return
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
@@ -91,7 +93,9 @@ def main():
                    "write_s": time.perf_counter() - t0}
             for name in ("build", "index", "exact"):
                 out = subprocess.run([sys.executable, __file__, "--step", name, "--path",
-                                      str(path), "--d", str(d), "--queries", str(args.queries)],
+                                      str(path), "--d", str(d), "--queries", str(args.queries)]
+                                     + (["--candidates", str(args.candidates)] if args.candidates
+                                        else []),
                                      capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(out.stderr)
@@ -108,7 +112,8 @@ def main():
              "shared with other jobs (load average ~10 on 2 cores): read the ratios.",
              "Data: clustered synthetic features (benchmarks/_clustered.py), float16 HDF5 store; "
              f"{args.queries} query images in one batch, k=10; build_index defaults; "
-             "find_similar re-ranks max(100, 10k) candidates with the exact stored rows; "
+             f"find_similar re-ranks {args.candidates or 'max(100, 10k)'} candidates with the "
+             "exact stored rows; "
              "the exact search is the streamed scan (in_memory=False). RSS: peak of the process "
              "(Python + numpy + h5py + faiss included).", "",
              "| images | dims | store (MiB) | factory (nprobe) | build (s) | build peak RSS (MiB) "
@@ -121,7 +126,7 @@ def main():
             f"{r['build_s']:.1f} | {r['build_rss_mib']:.0f} | {r['index_mib']:.1f} | "
             f"{r['index_ms']:.2f} | {r['exact_ms']:.1f} | {r['exact_ms'] / r['index_ms']:.0f}x | "
             f"{r['recall']:.3f} |")
-    out = RESULTS / "bench_similarity.md"
+    out = RESULTS / args.out
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
