@@ -153,8 +153,8 @@ def main():
              "100 candidates "
              "re-ranked with the exact vectors; HNSW: M 16-32, efConstruction 80-100, ef 64. "
              "The machine was shared (load ~10 on 2 cores): compare within this table.", "",
-             "| method | build (s) | memory held by the index after the build (MiB, RSS) | index on disk (MiB) | "
-             "query (ms/image) | recall@10 | recall@10 before re-ranking |",
+             "| method | build (s) | memory held by the index after the build (MiB, RSS) | "
+             "index on disk (MiB) | query (ms/image) | recall@10 | recall@10 before re-ranking |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['build_s']:.1f} | {r['rss_mib']:.0f} | "

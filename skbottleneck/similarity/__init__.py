@@ -17,5 +17,6 @@ from ._duplicates import DEFAULT_THRESHOLD, Duplicates, find_duplicates
 from ._index import SimilarityIndex, StaleIndexError, build_index, index_path, load_index
 from ._search import IN_MEMORY_MAX_BYTES, SimilarityResult, find_similar, nearest_rows
 
-__all__ = ["DEFAULT_THRESHOLD", "Duplicates", "IN_MEMORY_MAX_BYTES", "SimilarityIndex", "SimilarityResult", "StaleIndexError",
-           "build_index", "find_duplicates", "find_similar", "index_path", "load_index", "nearest_rows"]
+__all__ = ["DEFAULT_THRESHOLD", "Duplicates", "IN_MEMORY_MAX_BYTES", "SimilarityIndex",
+           "SimilarityResult", "StaleIndexError", "build_index", "find_duplicates", "find_similar",
+           "index_path", "load_index", "nearest_rows"]

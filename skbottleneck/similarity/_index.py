@@ -367,7 +367,7 @@ def build_index(store, *, factory="auto", nprobe=None, sample_size=65536, chunk_
 
 
 def _save(folder, index, meta):
-    """Write the index file under a new name, then ``meta.json`` naming it, then drop the old one."""
+    """Write the index file under a new name, then ``meta.json`` naming it, then the old one goes."""
     import faiss
 
     os.makedirs(folder, exist_ok=True)
