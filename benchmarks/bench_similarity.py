@@ -112,7 +112,7 @@ def main():
              "shared with other jobs (load average ~10 on 2 cores): read the ratios.",
              "Data: clustered synthetic features (benchmarks/_clustered.py), float16 HDF5 store; "
              f"{args.queries} query images in one batch, k=10; build_index defaults; "
-             f"find_similar re-ranks {args.candidates or 'max(100, 10k)'} candidates with the "
+             f"find_similar re-ranks {args.candidates or 'the default number of'} candidates with the "
              "exact stored rows; "
              "the exact search is the streamed scan (in_memory=False). RSS: peak of the process "
              "(Python + numpy + h5py + faiss included).", "",
