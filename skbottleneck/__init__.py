@@ -36,6 +36,8 @@ _EXPORTS = {
     "load_image": "images",
     "find_similar": "similarity",
     "SimilarityResult": "similarity",
+    "build_index": "similarity",
+    "find_duplicates": "similarity",
     "FeatureSpace": "feature_space",
     "FeatureSpaceError": "feature_space",
     "check_feature_space": "feature_space",

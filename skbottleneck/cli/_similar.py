@@ -32,7 +32,8 @@ def cmd_similar(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable query images are reported below
         result = find_similar(store, paths, k=args.k, chunk_size=args.chunk_size,
-                              in_memory=_IN_MEMORY[args.method], transformer=transformer)
+                              in_memory=_IN_MEMORY[args.method], transformer=transformer,
+                              exact=args.exact)
     records = result.to_records()
     if args.format == "json":
         _print_json(result, records)
