@@ -26,22 +26,27 @@ _EXPORTS = {
     "cache_info": "cache",
     "clear_cache": "cache",
     "get_cache_dir": "cache",
-    "IncrementalClassifier": "incremental",
-    "KerasMLPClassifier": "keras_mlp",
+    "IncrementalClassifier": "heads",
+    "KerasMLPClassifier": "heads",
     "list_backbones": "backbones",
     "get_backbone": "backbones",
+    "register_backbone": "backbones",
+    "ZeroShotClassifier": "heads",
     "ImageError": "images",
     "load_image": "images",
     "find_similar": "similarity",
     "SimilarityResult": "similarity",
+    "build_index": "similarity",
+    "find_duplicates": "similarity",
     "FeatureSpace": "feature_space",
     "FeatureSpaceError": "feature_space",
     "check_feature_space": "feature_space",
+    "open_rows": "store",
     "save_model": "_model_files",
     "load_model": "_model_files",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "feature_space", "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
+               "feature_space", "heads", "images", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

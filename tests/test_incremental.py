@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skbottleneck.incremental import IncrementalClassifier
+from skbottleneck.heads import IncrementalClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -526,7 +526,7 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, skbottleneck.incremental, skbottleneck.chunks, skbottleneck.heads; "
+    code = ("import sys, skbottleneck.heads._incremental, skbottleneck.chunks, skbottleneck.heads; "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)
@@ -594,7 +594,7 @@ PEAK_RSS_PRELUDE = textwrap.dedent("""
 
 RSS_SCRIPT = PEAK_RSS_PRELUDE + textwrap.dedent("""
     from sklearn.linear_model import SGDClassifier
-    from skbottleneck.incremental import IncrementalClassifier
+    from skbottleneck.heads import IncrementalClassifier
     from skbottleneck.store import FeatureStore
 
     store = FeatureStore(sys.argv[1])

@@ -281,6 +281,19 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
     check_feature_space(make_pipeline(q, plain))
 
 
+def test_int8_warns_when_tiny_features_quantise_to_zero_rows(photo_paths, tmp_path):
+    """#24: random-weight MobileNetV2 at 32 px has features too small for int8's
+    steps: every row came out zero, without a word."""
+    pytest.importorskip("nncf")
+    paths = photo_paths[0][:8]
+    q = CNNFeatureTransformer("mobilenet_v2", weights=None, random_state=0, input_size=32,
+                              precision="int8", cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=r"int8 quantisation gives all-zero features for \d+ "
+                                         r"of 8 calibration images"):
+        X = q.fit(paths).transform(paths)  # quantised once, at fit
+    assert not X.any(axis=1).all()  # the warning is true: some rows are zero
+
+
 # ------------------------------------------- trust: converted models (#24)
 def _flip_exponent_bit(folder):
     """One bit of a float32 weight's exponent in model.bin (x 2**32 or / 2**32)."""

@@ -11,7 +11,6 @@ from :meth:`~CNNFeatureTransformer.extract` as an :class:`ExtractionResult`.
 import json
 import os
 import warnings
-import weakref
 from numbers import Integral
 
 import numpy as np
@@ -19,6 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..backbones import resolve_backbone
 from ..chunks import is_row_source
 from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
@@ -30,34 +30,9 @@ from ._fingerprint import check_store, fingerprint, model_name, resolve_input_si
 from ._int8 import calibration_set
 from ._openvino import resolve_runtime
 from ._runner import get_runner
-from ._views import check_views
+from ._views import check_views, check_views_fit
 
 __all__ = ["CNNFeatureTransformer"]
-
-# The result of each transformer's last run, for the deprecated attributes
-# (kept out of the estimator's __dict__: transform sets no attribute).
-_LAST_RESULT = weakref.WeakKeyDictionary()
-_DEPRECATION = ("{name} is deprecated since skbottleneck 0.2 and will be removed in 0.3: "
-                "transform no longer records what it did on the estimator. Use "
-                "result = transformer.extract(X) (result.{field}), or store.extraction for "
-                "extract(X, store=...).")
-
-
-def _deprecated_result(name, field, doc):
-    def getter(self):
-        result = _LAST_RESULT.get(self)
-        cluster = field == "stats['cluster']"
-        if result is None or (cluster and "cluster" not in result.stats):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        warnings.warn(_DEPRECATION.format(name=name, field=field), FutureWarning, stacklevel=2)
-        if cluster:
-            return result.stats["cluster"]
-        if field == "stats":
-            return {k: v for k, v in result.stats.items() if k != "cluster"}
-        return getattr(result, field)
-
-    return property(getter, doc=f"Deprecated: {doc}")
-
 
 class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     """Extract pretrained-CNN "bottleneck" features from image files.
@@ -83,9 +58,14 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     layer : str or None, default=None
         Name of the backbone layer whose output is the feature map. ``None``
         takes the last feature map of the top-less backbone.
-    pooling : {"avg", "max"} or None, default="avg"
+    pooling : {"auto", "avg", "max", "cls", "cls+avg"} or None, default="auto"
         Global pooling over the spatial axes. ``None`` flattens the whole map
-        (VGG16 at 224: 7 x 7 x 512 = 25,088 features per image).
+        (VGG16 at 224: 7 x 7 x 512 = 25,088 features per image). ``"auto"``:
+        the backbone's default (``"avg"`` for a CNN; for keras-hub vision
+        transformers ``"cls"``, the pooled image embedding of CLIP/SigLIP,
+        and ``"cls+avg"`` for DINOv2, its linear-probe recipe: class token
+        concatenated with the mean of the patch tokens). ``"cls"`` and
+        ``"cls+avg"`` are for transformers only.
     input_size : int, (int, int) or None, default=None
         Images are resized to this size (height, width). ``None`` uses the
         backbone's default (224 for most).
@@ -162,10 +142,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     calibration_ : dict or None
         int8: ``id`` (of the calibration images' content, in the
         fingerprint), ``paths`` and ``n_images``. None for float32.
-    failed_, kept_, extraction_stats_, cluster_stats_
-        Deprecated (0.2; removed in 0.3): what the last run did, now
-        returned by :meth:`extract` (:class:`ExtractionResult`). Reading
-        them warns.
 
     Examples
     --------
@@ -183,7 +159,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "backbone": [str, HasMethods(["get_layer"])],  # a registry name, or a keras.Model
         "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
         "layer": [str, None],
-        "pooling": [StrOptions({"avg", "max"}), None],
+        "pooling": [StrOptions({"auto", "avg", "max", "cls", "cls+avg"}), None],
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "dtype": [StrOptions({"float32", "float16"})],
@@ -198,18 +174,13 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    failed_ = _deprecated_result("failed_", "failed", "(path, reason) of the images skipped.")
-    kept_ = _deprecated_result("kept_", "kept", "indices of the rows returned.")
-    extraction_stats_ = _deprecated_result("extraction_stats_", "stats", "counts and seconds.")
-    cluster_stats_ = _deprecated_result("cluster_stats_", "stats['cluster']", "Dask statistics.")
-
     def __init__(
         self,
         backbone="resnet50",
         *,
         weights="imagenet",
         layer=None,
-        pooling="avg",
+        pooling="auto",
         input_size=None,
         batch_size=32,
         dtype="float32",
@@ -264,12 +235,13 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self : CNNFeatureTransformer
         """
         self.input_size_ = resolve_input_size(self.backbone, self.input_size)
+        self.pooling_ = resolve_backbone(self.backbone).resolve_pooling(self.pooling)
         self.runtime_, self.precision_ = resolve_runtime(self), self.precision
         self.calibration_ = calibration_set(self, X) if self.precision == "int8" else None
         self.fingerprint_ = fingerprint(self.get_params(deep=False), self.input_size_,
                                         self.calibration_)
         self.feature_shape_ = get_runner(self).feature_shape
-        self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling is None else int(
+        self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling_ is None else int(
             self.feature_shape_[-1]
         )
         if is_row_source(X):
@@ -365,6 +337,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             self.fit(X)
         paths = check_paths(X)
         views = check_views(augment)
+        check_views_fit(views, store, len(paths), self.n_features_out_, self.dtype)  # at once
         if y is not None:
             y = np.asarray(y)
             if len(y) != len(paths):
@@ -441,7 +414,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         result.y = None if y is None else np.repeat(y[result.kept], v)
         if views is not None:
             result.groups, result.views = _view_index(result.kept, v)
-        _LAST_RESULT[self] = result
         return result
 
     def _extract_to_store(self, paths, y, store, *, overwrite, wait, client, views=None):
@@ -492,7 +464,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         result.features, result.kept, result.failed = out, keep, failed
         if views is not None:
             result.groups, result.views = _view_index(keep, v)
-        out.extraction = _LAST_RESULT[self] = result
+        out.extraction = result
         return out
 
     # -------------------------------------------------------------- helpers
@@ -511,7 +483,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         name = model_name(self.backbone)
         if self.layer:
             name = f"{name}_{self.layer}"
-        prefix = f"{name}_{self.pooling or 'flat'}"
+        prefix = f"{name}_{self.pooling_ or 'flat'}"
         return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
     def __sklearn_tags__(self):
