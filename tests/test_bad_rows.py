@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from skbottleneck import find_similar
-from skbottleneck.incremental import IncrementalClassifier
+from skbottleneck.heads import IncrementalClassifier
 from skbottleneck.store import FeatureStore, StoreWriter
 
 
@@ -52,7 +52,7 @@ def test_incremental_partial_fit_names_rows(tmp_path):
 
 def test_keras_mlp_names_store_and_rows(tmp_path):
     pytest.importorskip("keras")
-    from skbottleneck.keras_mlp import KerasMLPClassifier
+    from skbottleneck.heads import KerasMLPClassifier
 
     X, y = features()
     X[3] = np.nan
@@ -94,7 +94,7 @@ def test_empty_store_named(tmp_path, labels):
 
 def test_empty_store_named_by_keras_mlp(tmp_path):
     pytest.importorskip("keras")
-    from skbottleneck.keras_mlp import KerasMLPClassifier
+    from skbottleneck.heads import KerasMLPClassifier
 
     store = make_store(tmp_path / "empty.h5", np.zeros((0, 4), np.float32),
                        labels=np.array([], dtype=str))
