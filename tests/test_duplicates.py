@@ -126,3 +126,7 @@ def test_evaluate_warns_of_test_images_copied_from_the_training_store(stores, tm
                  "--train-store", str(root / "train.h5"), "--duplicate-threshold", "0.001",
                  "-q"]) == 0
     assert "near-copy" not in capsys.readouterr().err
+    # without --train-store: the store `train` recorded in the model file
+    assert main(["evaluate", str(model), str(root / "test.h5"), "--report", str(tmp_path / "r"),
+                 "-q"]) == 0
+    assert "2 of 4 test images" in capsys.readouterr().err

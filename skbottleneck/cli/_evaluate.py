@@ -52,6 +52,9 @@ def cmd_evaluate(args):
                              max_thumbnails=args.thumbnails)
     for w in caught:
         echo(f"skbottleneck: warning: {w.message}", file=sys.stderr)
+    if args.train_store is None:  # the store `train` recorded, when it is still there
+        recorded = getattr(model, "training_store_", None)
+        args.train_store = recorded if recorded and os.path.isfile(recorded) else None
     if args.train_store:
         _warn_of_leaks(model, X, args)
     skipped = metrics["skipped_images"]

@@ -254,8 +254,8 @@ def build_parser():
                    help="with an image folder: stop at an unreadable image, or skip it")
     p.add_argument("--train-store", metavar="STORE",
                    help="the feature store the model was trained on: warn when test images "
-                        "have a near-copy there (train/test leakage; a model file does not "
-                        "record its training store)")
+                        "have a near-copy there (train/test leakage; default: the store "
+                        "`skbottleneck train` recorded in the model file, if it still exists)")
     p.add_argument("--duplicate-threshold", type=_distance, default=0.1, metavar="D",
                    help="largest cosine distance of a near-copy for --train-store (default: 0.1)")
     p.add_argument("--thumbnails", type=_positive_int, default=8, metavar="N",

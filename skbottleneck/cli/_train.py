@@ -8,6 +8,7 @@ otherwise SGD out of core, chunk by chunk. The policy is the library's:
 :func:`~skbottleneck.heads.choose_head`.
 """
 
+import os
 import sys
 import time
 
@@ -75,6 +76,8 @@ def cmd_train(args):
             correct += int(np.sum(np.asarray(head.predict(X_chunk)) == y_chunk))
         val_accuracy = correct / len(val_rows)
     model = image_pipeline(transformer, head)
+    # `evaluate` looks there for test images with a near-copy among the training images
+    model.training_store_ = os.path.abspath(args.store)
     fmt = save_model(model, out)
     if val_accuracy is not None:
         echo(f"validation accuracy: {val_accuracy:.4f} ({len(val_rows)} held-out rows)")
