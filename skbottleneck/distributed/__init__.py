@@ -59,6 +59,7 @@ from ..extraction import (
     TASK_PREFIX,
     active_client,
     default_partition_size,
+    detect_shared_cache,
     fill_cache_on_cluster,
     run_cnn_on_cluster,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "TASK_PREFIX",
     "active_client",
     "default_partition_size",
+    "detect_shared_cache",
     "fill_cache_on_cluster",
     "predict_on_cluster",
     "run_cnn_on_cluster",
