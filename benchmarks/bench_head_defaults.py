@@ -139,7 +139,7 @@ def out_of_core(seed, epochs=10, **kw):
 def named_heads(candidates):
     """name -> (factory of a seed, trained from the store?, depends on the seed?)."""
     from skbottleneck import IncrementalClassifier
-    from skbottleneck.cli._train import EXACT_C, exact_logreg
+    from skbottleneck.heads import EXACT_C, exact_logreg
     from skbottleneck.heads import build_head
 
     heads = {f"exact LR, C={C}": (lambda seed, C=C: exact(C), False, False)

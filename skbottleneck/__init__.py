@@ -26,8 +26,8 @@ _EXPORTS = {
     "cache_info": "cache",
     "clear_cache": "cache",
     "get_cache_dir": "cache",
-    "IncrementalClassifier": "incremental",
-    "KerasMLPClassifier": "keras_mlp",
+    "IncrementalClassifier": "heads",
+    "KerasMLPClassifier": "heads",
     "list_backbones": "backbones",
     "get_backbone": "backbones",
     "ImageError": "images",
@@ -37,11 +37,12 @@ _EXPORTS = {
     "FeatureSpace": "feature_space",
     "FeatureSpaceError": "feature_space",
     "check_feature_space": "feature_space",
+    "open_rows": "store",
     "save_model": "_model_files",
     "load_model": "_model_files",
 }
 _SUBMODULES = {"backbones", "cache", "chunks", "cli", "datasets", "distributed", "extraction",
-               "feature_space", "heads", "images", "incremental", "keras_mlp", "similarity", "store", "utils"}
+               "feature_space", "heads", "images", "similarity", "store", "utils"}
 
 # `report` names both a module and its main function: import it eagerly (it
 # needs only numpy) so that `skbottleneck.report` is always the function.

@@ -19,7 +19,7 @@ import stat
 import warnings
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageFile
 
 __all__ = ["ImageError", "MAX_IMAGE_PIXELS", "load_image", "quiet_bomb_warnings",
            "read_image_file"]
@@ -247,6 +247,9 @@ def _to_rgb_or_gray(img):
 def _decode(fp, path, size, draft):
     """Decode the open file ``fp``; Pillow's exceptions propagate."""
     with Image.open(fp) as img:
+        if isinstance(img, ImageFile.StubImageFile):  # HDF5, GRIB, BUFR...: no decoder
+            raise ImageError(path, f"not an image: a {img.format} file, whose format Pillow "
+                                   "recognises but decodes no pixels from")
         width, height = img.size
         limit = MAX_IMAGE_PIXELS
         if limit is not None and width * height > limit:

@@ -27,7 +27,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from .chunks import chunk_rows
+from .chunks import chunk_rows, is_row_source
 from .utils import check_paths
 
 __all__ = ["IN_MEMORY_MAX_BYTES", "SimilarityResult", "find_similar"]
@@ -186,11 +186,11 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
     >>> bool(result.paths[0, 0] == paths[1]), result.distances.shape, result.method
     (True, (1, 3), 'in_memory')
     """
-    from .store import FeatureStore
+    from .store import open_rows
 
-    opened = not hasattr(store, "read_rows")
+    opened = not is_row_source(store)
     if opened:
-        store = FeatureStore(store)
+        store = open_rows(store)
     try:
         size = chunk_rows("auto" if chunk_size is None else chunk_size, store.n_features * 4)
         queries, Q, failed = _query_features(store, images, transformer, weights)
@@ -210,13 +210,19 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         stored_labels = store.labels
         return SimilarityResult(
             queries=queries, indices=indices, distances=distances,
-            paths=np.asarray(store.paths)[indices],
+            paths=_row_names(store)[indices],
             labels=None if stored_labels is None else np.asarray(stored_labels)[indices],
             failed=failed, method="in_memory" if in_memory else "streaming",
             n_chunks=n_chunks)
     finally:
-        if opened:
+        if opened and hasattr(store, "close"):  # an array opened as rows has nothing to close
             store.close()
+
+
+def _row_names(store):
+    """The image path of each stored row, or its row number when the source has no paths."""
+    paths = getattr(store, "paths", None)
+    return np.arange(len(store)).astype(str) if paths is None else np.asarray(paths)
 
 
 def _query_features(store, images, transformer, weights):

@@ -17,7 +17,6 @@ __all__ = [
     "format_bytes",
     "is_dask_array",
     "is_keras_model",
-    "is_store",
 ]
 
 _MAX_SEED = np.iinfo(np.int32).max
@@ -89,11 +88,6 @@ def format_bytes(n):
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def is_store(X):
-    """A FeatureStore or anything read like one (``iter_chunks`` and ``n_features``)."""
-    return hasattr(X, "iter_chunks") and hasattr(X, "n_features")
 
 
 def is_dask_array(X):

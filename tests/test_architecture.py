@@ -35,8 +35,6 @@ RANKS = {
     "store": 5,
     "extraction": 6,
     "heads": 7,
-    "incremental": 7,  # re-export shim of heads
-    "keras_mlp": 7,  # re-export shim of heads
     "similarity": 7,  # nearest stored images: a store searched with the extraction's CNN
     "distributed": 8,
     "report": 9,

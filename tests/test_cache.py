@@ -778,3 +778,12 @@ def test_each_room_documents_its_own_files():
     assert "compact.lock" in cache_package.__doc__ and "quarantine/" in cache_package.__doc__
     assert "compact.lock" not in skbottleneck.store.__doc__
     assert "features.h5.partial/" in skbottleneck.store.__doc__
+
+def test_cache_info_names_a_file_given_as_the_cache_folder(tmp_path, capsys):
+    from skbottleneck.cli import main
+
+    path = tmp_path / "features.h5"
+    path.write_bytes(b"not a folder")
+    assert main(["cache", "info", "--cache-dir", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "does not exist" not in err

@@ -217,6 +217,49 @@ def test_extract_int8_calibrates_on_training_images_and_test_images_reuse_it(sto
     result = run(["extract", test_photos, "--calibration-store", store, "--out",
                   tmp_path / "y.h5"], env)
     assert_one_line_error(result, 2, "needs a store of int8 features", "holds float32")
+    # an explicit float32 contradicts the int8 model of the store (it wrote int8)
+    result = run(["extract", test_photos, "--calibration-store", train8, "--precision",
+                  "float32", "--out", tmp_path / "z.h5"], env)
+    assert_one_line_error(result, 2, "--calibration-store takes the model",
+                          "drop --precision float32")
+    assert not (tmp_path / "z.h5").exists()
+
+
+@pytest.mark.parametrize("content, byte", [
+    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "0x89"),  # an HDF5 store given by mistake
+    (b"a.jpg\tcat\nb.jpg\x00\x00\tdog\n", "0x00"),  # UTF-8, but with NUL bytes
+])
+def test_a_binary_file_list_is_refused_naming_it(tmp_path, content, byte):
+    from skbottleneck.cli import CLIError
+    from skbottleneck.cli._files import read_file_list
+
+    listing = tmp_path / "features.h5"
+    listing.write_bytes(content)
+    with pytest.raises(CLIError, match=rf"file list '.*features.h5' is not a text file "
+                                       rf"\(line \d holds byte {byte}\); expected one PATH"):
+        read_file_list(str(listing))
+
+
+@pytest.mark.slow
+def test_ctrl_c_just_after_wrote_exits_with_one_line(photos, env, tmp_path):
+    """A SIGINT while the interpreter shuts down (threads joined) printed a
+    traceback from the threading module; now one line and status 130."""
+    out = tmp_path / "f.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "skbottleneck", "extract", str(photos), *SMALL,
+                             "--no-cache", "--out", str(out), "-q"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "wrote" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert proc.returncode in (0, 130), stderr
+    if proc.returncode == 130:
+        assert stderr.splitlines() == ["skbottleneck: error: interrupted after the command had "
+                                       "finished (its output is complete)"]
+    with FeatureStore(out) as fs:
+        assert len(fs) == 32
 
 
 def test_extract_from_a_file_list(store, photos, env, tmp_path):
@@ -331,22 +374,30 @@ def test_train_logreg_is_exact_when_the_store_fits_in_memory(store, photos, env,
     assert np.mean(pipeline.predict(paths) == np.asarray(truth)) >= 0.75
 
 
-def test_train_logreg_solver_choice():
-    from argparse import Namespace
+def test_choose_head_is_the_library_policy_the_cli_uses(store):
+    """The exact-vs-SGD choice is a public function, called from Python on a real store."""
+    from skbottleneck import FeatureStore, IncrementalClassifier
+    from skbottleneck.heads import choose_head, exact_logreg, fit_head, memory_budget
 
-    from skbottleneck.cli._train import choose_solver, exact_logreg
-
-    args = Namespace(head="logreg", epochs=None, param=[("C", 1.0)], memory_budget="1MiB")
-    assert choose_solver(args, 26, 512)[0] == "exact"  # 208 KiB
-    assert exact_logreg(args.param).named_steps["head"].C == 1.0
-    assert choose_solver(Namespace(**{**vars(args), "memory_budget": "200KiB"}), 26, 512) == (
-        "sgd", "SGD out of core (the rows in memory would take 208.0 KiB, over the 200.0 KiB "
-        "budget)")
-    # a parameter only SGD has, or --epochs, asks for the out-of-core loop
-    assert choose_solver(Namespace(**{**vars(args), "param": [("alpha", 1e-3)]}), 26, 512)[1] == (
-        "SGD out of core (--param alpha is a parameter of SGD)")
-    assert choose_solver(Namespace(**{**vars(args), "epochs": 3}), 26, 512)[0] == "sgd"
-    assert choose_solver(Namespace(**{**vars(args), "head": "mlp"}), 26, 512)[0] == "sgd"
+    with FeatureStore(store) as fs:  # 32 rows x 512 features: 256 KiB for the exact solver
+        head, solver, why = choose_head(fs, params={"C": 1.0}, memory_budget="1MiB")
+        assert (solver, why) == ("exact", "exact (L-BFGS in memory: 256.0 KiB of a 1.0 MiB "
+                                          "budget)")
+        assert head.named_steps["head"].C == 1.0
+        assert fit_head(head, fs).score(*fs.read_rows(np.arange(len(fs)))) > 0.5
+        choice = choose_head(fs, memory_budget=200 * 1024)
+        assert choice.solver == "sgd" and isinstance(choice.head, IncrementalClassifier)
+        assert choice.reason == ("SGD out of core (the rows in memory would take 256.0 KiB, over "
+                                 "the 200.0 KiB budget)")
+        assert fit_head(choice.head, fs).n_iter_ == 10
+    # a parameter only SGD has, or epochs, asks for the out-of-core loop; other heads are SGD
+    assert choose_head((26, 512), params=[("alpha", 1e-3)]).reason == (
+        "SGD out of core (parameter alpha is one only SGD has)")
+    assert choose_head(np.zeros((26, 512)), epochs=3).solver == "sgd"
+    assert choose_head((26, 512), "mlp").solver == "sgd"
+    assert memory_budget("auto") >= 256 * 2**20
+    with pytest.raises(ValueError, match="memory_budget: expected a size"):
+        choose_head((26, 512), memory_budget="lots")
     with pytest.raises(ValueError, match="no parameter 'alpha'; its parameters are: C"):
         exact_logreg([("alpha", 1e-3)])
 
@@ -374,7 +425,7 @@ def test_train_logreg_trains_out_of_core_when_over_the_memory_budget(store, env,
 
 
 def test_train_keras_mlp_and_learning_curve(store, env, tmp_path):
-    pytest.importorskip("skbottleneck.keras_mlp")
+    pytest.importorskip("skbottleneck.heads._keras_mlp")
     out = tmp_path / "m.joblib"
     ok(["train", store, "--head", "keras-mlp", "-p", "hidden_layer_sizes=(32,)", "--epochs", "5",
         "--out", out], env)

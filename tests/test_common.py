@@ -27,8 +27,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skbottleneck
 from skbottleneck import AugmentedClassifier, CNNFeatureTransformer
-from skbottleneck.incremental import IncrementalClassifier
-from skbottleneck.keras_mlp import KerasMLPClassifier
+from skbottleneck.heads import IncrementalClassifier, KerasMLPClassifier
 
 FAST_INSTANCES = {
     IncrementalClassifier: [

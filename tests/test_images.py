@@ -645,3 +645,14 @@ def test_modules_do_not_import_tensorflow():
 def test_docstring_examples():
     result = doctest.testmod(skbottleneck.images, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_an_hdf5_file_is_not_an_image_naming_it(tmp_path):
+    """Pillow opens an HDF5 file as a stub of 0x0 pixels: "image has no pixels
+    (0x0)" said nothing useful about a feature store given as a query image."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(ImageError, match=r"features\.h5.*not an image: a HDF5 file"):
+        load_image(path, (32, 32))

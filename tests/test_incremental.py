@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skbottleneck.incremental import IncrementalClassifier
+from skbottleneck.heads import IncrementalClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,10 +96,11 @@ def write_feature_store(path, X, y=None, *, block=4096):
 
 
 class H5ChunkStore:
-    """The FeatureStore protocol and nothing more, over an HDF5 file.
+    """The row protocol (:class:`skbottleneck.chunks.RowSource`) and nothing more, over HDF5.
 
-    ``len()``, ``n_features``, ``labels``, ``iter_chunks`` (contiguous chunks,
-    shuffled chunk order) and ``read_rows``; it records the rows it serves so
+    ``len()``, ``n_features``, ``dtype``, ``shape``, ``labels``,
+    ``iter_chunks`` (contiguous chunks, shuffled chunk order) and
+    ``read_rows``; it records the rows it serves so
     that tests can see what was read.
     """
 
@@ -107,6 +108,8 @@ class H5ChunkStore:
         self._file = h5py.File(path, "r")
         self._X = self._file["features"]
         self.n_features = self._X.shape[1]
+        if "dtype" not in type(self).__dict__:
+            self.dtype = self._X.dtype
         labels = self._file.get("labels")
         self.labels = None if labels is None else labels.asstr()[()] \
             if labels.dtype.kind == "O" else (None if labels is None else labels[()])
@@ -127,10 +130,14 @@ class H5ChunkStore:
     def __len__(self):
         return self._X.shape[0]
 
+    @property
+    def shape(self):
+        return (len(self), self.n_features)
+
     def _labels(self, rows):
         return None if self.labels is None else self.labels[rows]
 
-    def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None):
+    def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None, dtype=None):
         starts = np.arange(0, len(self), chunk_size)
         if shuffle:
             starts = check_random_state(random_state).permutation(starts)
@@ -139,10 +146,10 @@ class H5ChunkStore:
             self.served.append(rows)
             yield self._X[start:start + chunk_size], self._labels(rows)
 
-    def read_rows(self, indices):
+    def read_rows(self, indices, *, dtype=None):
         rows = np.asarray(indices)
         order = np.argsort(rows)
-        X = np.empty((len(rows), self.n_features), dtype=self._X.dtype)
+        X = np.empty((len(rows), self.n_features), dtype=dtype or self._X.dtype)
         X[order] = self._X[rows[order]]  # h5py reads increasing indices
         self.served.append(rows.copy())
         return X, self._labels(rows)
@@ -519,7 +526,7 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, skbottleneck.incremental, skbottleneck.chunks, skbottleneck.heads; "
+    code = ("import sys, skbottleneck.heads._incremental, skbottleneck.chunks, skbottleneck.heads; "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)
@@ -587,7 +594,7 @@ PEAK_RSS_PRELUDE = textwrap.dedent("""
 
 RSS_SCRIPT = PEAK_RSS_PRELUDE + textwrap.dedent("""
     from sklearn.linear_model import SGDClassifier
-    from skbottleneck.incremental import IncrementalClassifier
+    from skbottleneck.heads import IncrementalClassifier
     from skbottleneck.store import FeatureStore
 
     store = FeatureStore(sys.argv[1])

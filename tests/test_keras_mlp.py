@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skbottleneck.keras_mlp import KerasMLPClassifier
+from skbottleneck.heads import KerasMLPClassifier
 from test_incremental import (
     PEAK_RSS_PRELUDE,
     REPO,
@@ -51,7 +51,7 @@ def split_digits():
 
 
 def test_import_does_not_import_tensorflow():
-    code = "import sys, skbottleneck.keras_mlp; print('tensorflow' in sys.modules)"
+    code = "import sys, skbottleneck.heads._keras_mlp; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
@@ -270,7 +270,7 @@ def test_proof_out_of_core_from_a_feature_store_of_cnn_features(tmp_path):
 
 KERAS_RSS_SCRIPT = PEAK_RSS_PRELUDE + textwrap.dedent("""
     import numpy as np
-    from skbottleneck.keras_mlp import KerasMLPClassifier
+    from skbottleneck.heads import KerasMLPClassifier
     from skbottleneck.store import FeatureStore
 
     store = FeatureStore(sys.argv[1])

@@ -20,6 +20,7 @@ pytest.importorskip("openvino")
 from skbottleneck import CNNFeatureTransformer, list_backbones  # noqa: E402
 from skbottleneck.backbones import get_backbone  # noqa: E402
 from skbottleneck.extraction import cnn_image_count  # noqa: E402
+from skbottleneck.extraction import ConvertedModelWarning  # noqa: E402
 from skbottleneck.extraction._openvino import (  # noqa: E402
     OPENVINO_CHECKED,
     MODEL_CACHE_FOLDER,
@@ -157,8 +158,9 @@ def test_an_interrupted_or_damaged_conversion_is_redone(tiny, photo_paths, tmp_p
     from skbottleneck.extraction._runner import forget_runner
 
     forget_runner(get_runner(first))
-    again = CNNFeatureTransformer(tiny, **kw).fit()
-    runner = get_runner(again)
+    with pytest.warns(ConvertedModelWarning, match="model.xml has"):
+        again = CNNFeatureTransformer(tiny, **kw).fit()
+        runner = get_runner(again)
     assert runner.conversion_s > 0  # converted again
     assert_same_features(again.transform(paths), expected)
     assert sorted(n for n in os.listdir(root) if not n.startswith(".tmp-")) == [folder]
@@ -277,3 +279,223 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
     assert plain.feature_space_ is None
     assert plain.predict(store8).shape == (len(paths),)
     check_feature_space(make_pipeline(q, plain))
+
+
+def test_int8_warns_when_tiny_features_quantise_to_zero_rows(photo_paths, tmp_path):
+    """#24: random-weight MobileNetV2 at 32 px has features too small for int8's
+    steps: every row came out zero, without a word."""
+    pytest.importorskip("nncf")
+    paths = photo_paths[0][:8]
+    q = CNNFeatureTransformer("mobilenet_v2", weights=None, random_state=0, input_size=32,
+                              precision="int8", cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=r"int8 quantisation gives all-zero features for \d+ "
+                                         r"of 8 calibration images"):
+        X = q.fit(paths).transform(paths)  # quantised once, at fit
+    assert not X.any(axis=1).all()  # the warning is true: some rows are zero
+
+
+# ------------------------------------------- trust: converted models (#24)
+def _flip_exponent_bit(folder):
+    """One bit of a float32 weight's exponent in model.bin (x 2**32 or / 2**32)."""
+    data = bytearray((folder / "model.bin").read_bytes())
+    values = np.frombuffer(bytes(data), dtype="<f4")
+    i = int(np.flatnonzero((np.abs(values) > 1e-2) & (np.abs(values) < 10))[0])
+    data[4 * i + 3] ^= 0x10  # bit 28: the 5th bit of the exponent
+    (folder / "model.bin").write_bytes(bytes(data))
+
+
+def _move_a_constant(folder):
+    """A constant's offset in model.xml moved by 4 bytes (still inside model.bin)."""
+    import re
+
+    xml = (folder / "model.xml").read_text()
+    m = next(m for m in re.finditer(r'offset="(\d+)" size="(\d+)"', xml) if int(m[2]) > 16)
+    moved = f'offset="{int(m[1]) + 4}" size="{int(m[2]) - 4}"'
+    (folder / "model.xml").write_text(xml[:m.start()] + moved + xml[m.end():])
+
+
+def _edit_info(folder):
+    """info.json edited by hand: another feature shape (a raw traceback before)."""
+    info = json.loads((folder / "info.json").read_text())
+    info["feature_shape"] = [d + 1 for d in info["feature_shape"]]
+    (folder / "info.json").write_text(json.dumps(info))
+
+
+@pytest.fixture
+def fresh_runners():
+    """No runner memoised by an earlier test (each test converts into its own cache root)."""
+    from skbottleneck.extraction import _runner
+
+    _runner._MODEL_MEMO.clear()
+    yield
+    _runner._MODEL_MEMO.clear()
+
+
+@pytest.fixture(scope="module")
+def tiny_expected(tiny, photo_paths):
+    return CNNFeatureTransformer(tiny, runtime="tensorflow", cache_dir=None).fit_transform(
+        photo_paths[0][:4])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (_flip_exponent_bit, "model.bin does not match the SHA-256"),
+    (_move_a_constant, "model.xml does not match the SHA-256"),
+    (_edit_info, "info.json does not match its own SHA-256"),
+])
+def test_a_damaged_converted_model_is_rebuilt_with_a_warning_naming_its_folder(
+        damage, reason, tiny, tiny_expected, photo_paths, tmp_path, monkeypatch, fresh_runners):
+    from skbottleneck.extraction._runner import forget_runner
+
+    paths = photo_paths[0][:4]
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "cache" / MODEL_CACHE_FOLDER
+    kw = dict(runtime="openvino", cache_dir=None)
+    forget_runner(get_runner(CNNFeatureTransformer(tiny, **kw).fit()))
+    (folder,) = os.listdir(root)
+    damage(root / folder)
+    with pytest.warns(ConvertedModelWarning, match=reason) as record:
+        est = CNNFeatureTransformer(tiny, **kw).fit()
+        runner = get_runner(est)
+    assert str(root / folder) in str(record[0].message)
+    assert runner.conversion_s > 0 and runner.saved  # converted again, and replaced
+    assert_same_features(est.transform(paths), tiny_expected)
+    forget_runner(runner)
+    if damage is not _edit_info:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvertedModelWarning)
+        again = get_runner(CNNFeatureTransformer(tiny, **kw).fit())
+    assert again.conversion_s == 0.0  # the rebuilt folder passes its checks
+    forget_runner(again)
+
+
+def test_a_converted_model_of_other_weights_than_the_network_is_rebuilt(tiny, tmp_path,
+                                                                         monkeypatch,
+                                                                         fresh_runners):
+    """A folder whose weights digest is not that of the network built here is not used."""
+    from skbottleneck.extraction._openvino import OpenVINORunner
+    from skbottleneck.extraction._runner import tensorflow_runner, weights_digest
+
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(tmp_path / "cache"))
+    est = CNNFeatureTransformer(tiny, runtime="tensorflow", cache_dir=None).fit()
+
+    def build():
+        runner = tensorflow_runner(est)
+        return runner, weights_digest(runner)
+
+    first = OpenVINORunner(est, build)
+    assert first.conversion_s > 0
+    digest = first.weights_sha256
+    assert OpenVINORunner(est, build, known_weights_sha256=digest).conversion_s == 0.0
+    with pytest.warns(ConvertedModelWarning, match="other weights than the network"):
+        other = OpenVINORunner(est, build, known_weights_sha256="0" * 64)
+    assert other.conversion_s > 0
+
+
+def _read_only_mount(path):
+    """A read-only tmpfs at ``path`` (root stays out of a read-only mount), or None."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                          capture_output=True)
+    return path if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("where", ["root_is_a_file", "openvino_is_a_file", "read_only"])
+def test_an_unwritable_model_cache_never_stops_a_run(where, tiny, tiny_expected, photo_paths,
+                                                     tmp_path, monkeypatch, fresh_runners):
+    from skbottleneck.extraction._runner import forget_runner
+
+    root = tmp_path / "cache"
+    if where == "root_is_a_file":
+        root.write_text("a file where the cache root should be")
+    elif where == "openvino_is_a_file":
+        root.mkdir()
+        (root / MODEL_CACHE_FOLDER).write_text("a file")
+    elif _read_only_mount(root) is None:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(root))
+        with pytest.warns(ConvertedModelWarning, match="cannot be kept in") as record:
+            est = CNNFeatureTransformer(tiny, runtime="openvino", cache_dir=None).fit()
+            runner = get_runner(est)
+            X = est.transform(photo_paths[0][:4])
+        assert len([w for w in record if w.category is ConvertedModelWarning]) == 1  # once
+        assert not runner.saved
+        assert_same_features(X, tiny_expected)
+        if root.is_dir():  # nothing left behind
+            assert [p.name for p in root.rglob("*")] in ([], [MODEL_CACHE_FOLDER])
+        forget_runner(runner)
+    finally:
+        if where == "read_only":
+            subprocess.run(["umount", str(root)], check=False)
+
+
+DISK_FULL = """
+import json, resource, signal, sys, warnings
+import keras
+import numpy as np
+from skbottleneck import CNNFeatureTransformer
+from skbottleneck.extraction._runner import get_runner
+paths = json.loads(sys.argv[1])
+keras.utils.set_random_seed(0)
+x = inputs = keras.Input((32, 32, 3))
+x = keras.layers.Conv2D(64, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(x))
+x = keras.layers.Conv2D(128, 3, strides=2, activation="relu")(x)  # model.bin: 300 KB
+model = keras.Model(inputs, x)
+expected = CNNFeatureTransformer(model, runtime="tensorflow", cache_dir=None).fit_transform(paths)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))  # a disk full after 64 KiB
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    est = CNNFeatureTransformer(model, runtime="openvino", cache_dir=None).fit()
+    X = est.transform(paths)
+print(json.dumps({"saved": get_runner(est).saved,
+                  "warnings": [str(w.message) for w in caught
+                               if type(w.message).__name__ == "ConvertedModelWarning"],
+                  "max_diff": float(np.abs(X - expected).max()),
+                  "scale": float(np.abs(expected).max())}))
+"""
+
+
+def test_a_full_disk_while_saving_a_converted_model_is_said_and_cleaned(photo_paths, tmp_path):
+    """ov.save_model fails with RuntimeError (not OSError) past RLIMIT_FSIZE: the run goes on."""
+    env = dict(os.environ, SKBOTTLENECK_CACHE_DIR=str(tmp_path / "cache"))
+    paths = [str(p) for p in photo_paths[0][:4]]
+    out = subprocess.run([sys.executable, "-c", DISK_FULL, json.dumps(paths)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["saved"] is False
+    (message,) = report["warnings"]
+    assert str(tmp_path / "cache" / MODEL_CACHE_FOLDER) in message and "from memory" in message
+    assert report["max_diff"] <= 1e-4 * report["scale"]
+    assert os.listdir(tmp_path / "cache" / MODEL_CACHE_FOLDER) == []  # no .tmp- folder left
+
+
+def test_cache_clear_and_info_cover_converted_models(tiny, tmp_path, monkeypatch, capsys,
+                                                     fresh_runners):
+    from skbottleneck.cache import clear_cache, converted_models_info
+    from skbottleneck.cli import main
+    from skbottleneck.extraction._runner import forget_runner
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SKBOTTLENECK_CACHE_DIR", str(root))
+    est = CNNFeatureTransformer(tiny, runtime="openvino", cache_dir=None).fit()
+    forget_runner(get_runner(est))
+    (model_id,) = os.listdir(root / MODEL_CACHE_FOLDER)
+    info = converted_models_info()
+    assert list(info) == [model_id] and info[model_id]["bytes"] > 0
+    assert info[model_id]["fingerprint"] == est.fingerprint_
+    assert main(["cache", "info"]) == 0
+    assert "1 converted OpenVINO models" in capsys.readouterr().out
+    assert clear_cache(backbone="resnet50") == {}  # another model's: kept
+    assert main(["cache", "clear"]) == 0
+    assert "and 1 converted OpenVINO models" in capsys.readouterr().out
+    assert os.listdir(root / MODEL_CACHE_FOLDER) == [] and converted_models_info() == {}
+    # the Python function too, by fingerprint
+    forget_runner(get_runner(CNNFeatureTransformer(tiny, runtime="openvino",
+                                                   cache_dir=None).fit()))
+    removed = clear_cache(fingerprint=est.fingerprint_)
+    assert list(removed) == [f"{MODEL_CACHE_FOLDER}/{model_id}"]

@@ -140,7 +140,7 @@ def test_report_checks_the_store_belongs_to_the_model(photo_paths, tmp_path):
 
 
 def test_learning_curve_for_heads_with_history(features, tmp_path):
-    keras_mlp = pytest.importorskip("skbottleneck.keras_mlp")
+    keras_mlp = pytest.importorskip("skbottleneck.heads._keras_mlp")
     X, y, _ = features
     head = keras_mlp.KerasMLPClassifier(hidden_layer_sizes=(16,), epochs=4, random_state=0,
                                         verbose=0)

@@ -190,7 +190,7 @@ def test_errors_name_what_is_wrong(photos, store_path, tmp_path, large_store):
                          metadata={"fingerprint": json.dumps(other, sort_keys=True)})
     writer.write_rows([0], np.ones((1, 1280)))
     writer.finalize()
-    with pytest.raises(ValueError, match="holds features of another model"):
+    with pytest.raises(ValueError, match="other.h5 holds features of .*different feature spaces"):
         find_similar(tmp_path / "other.h5", paths[:1], transformer=cnn)
     from skbottleneck import ImageError
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import skbottleneck.store as store_module
-import skbottleneck.store._subset_writer as subset_writer_module
+import skbottleneck.store._writer as writer_module
 from _store_worker import METADATA, dataset, fingerprint, synthetic_features
 from skbottleneck.cache import FeatureCache
 from skbottleneck.cache._index import _indexes
@@ -892,7 +892,7 @@ def test_finalize_subset_copies_the_kept_rows_and_resumes_after_a_crash(tmp_path
         writer.finalize_subset([0, 3])
 
     # crash in the middle of the copy (4 rows per step; the third step fails)
-    monkeypatch.setattr(subset_writer_module, "_SUBSET_COPY_BYTES", 4 * d * 4)
+    monkeypatch.setattr(writer_module, "_SUBSET_COPY_BYTES", 4 * d * 4)
     real_write_rows, calls, crash = StoreWriter.write_rows, [], [True]
 
     def failing_write_rows(self, rows, features):

@@ -124,3 +124,53 @@ def test_augmented_classifier_cv_runs_no_cnn_twice_and_tta_averages(cnn, data):
     model.set_params(tta=False)
     np.testing.assert_allclose(model.predict_proba(paths),
                                model.head_.predict_proba(cnn.transform(paths)))
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_augmented_classifier_never_drops_a_prediction(cnn, data, tmp_path, tta):
+    """#24.5: with on_error="skip", [good, bad, good] gave 2 predictions (tta=False):
+    zipped with the inputs, the bad image took another image's class."""
+    from skbottleneck import ImageError
+
+    paths, labels = data
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    skip = CNNFeatureTransformer(**{**cnn.get_params(), "on_error": "skip"})
+    model = AugmentedClassifier(skip, LogisticRegression(C=0.1, max_iter=500), augment=2,
+                                tta=tta).fit(paths, labels)
+    assert len(model.predict(paths[:2])) == 2
+    for method in (model.predict, model.predict_proba):
+        with pytest.raises(ImageError, match="broken.jpg"), \
+                pytest.warns(UserWarning, match="could not be read"):
+            method([paths[0], str(bad), paths[1]])
+
+
+def test_views_more_than_a_batch_go_through_the_cnn_a_batch_at_a_time(cnn, data):
+    """#24: all the views of an image made one CNN batch (20,000 views peaked at
+    5.2 GB); now batch_size rows at a time (benchmarks/bench_augment_memory.py)."""
+    paths, _ = data
+    params = {**cnn.get_params(), "cache_dir": None}
+    got = CNNFeatureTransformer(**{**params, "batch_size": 2}).fit().extract(
+        paths[:2], augment=5).features
+    want = CNNFeatureTransformer(**{**params, "batch_size": 32}).fit().extract(
+        paths[:2], augment=5).features
+    assert got.shape == (10, cnn.n_features_out_)
+    assert_same_features(got, want)
+
+
+def test_views_that_cannot_fit_on_the_disk_are_refused_at_once(cnn, data, tmp_path):
+    """#24: augment=10**6 into a store was refused by the disk check only after
+    92 s (the views were described first); now before any work."""
+    import shutil
+    import time
+
+    from skbottleneck.store import InsufficientDiskSpaceError
+
+    paths, _ = data
+    row = cnn.n_features_out_ * 4
+    n_views = max(10**5, 2 * shutil.disk_usage(tmp_path).free // (len(paths) * row) + 1)
+    t0 = time.perf_counter()
+    with pytest.raises(InsufficientDiskSpaceError, match=rf"{len(paths)} images x {n_views} views"):
+        cnn.extract(paths, store=tmp_path / "views.h5", augment=n_views)
+    assert time.perf_counter() - t0 < 10
+    assert list(tmp_path.iterdir()) == []  # nothing written

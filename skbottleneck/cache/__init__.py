@@ -22,8 +22,11 @@ On-disk layout
           <time_ns:016x>-<pid>-<rand:08x>.h5   immutable shards
           .tmp-*                   being written (ignored; removed when stale)
         quarantine/                damaged shards, moved aside
-      openvino/<model id>/         converted models (owned by
-                                   skbottleneck.extraction._openvino)
+      openvino/<model id>/         converted OpenVINO models, 32 hex digits
+                                   (written by skbottleneck.extraction._openvino,
+                                   which documents them; listed by
+                                   converted_models_info, removed by
+                                   clear_cache)
 
 A shard holds root attributes ``schema="skbottleneck.cache_shard"``,
 ``format_version``, ``fingerprint_id``, ``n_features``, ``storage_dtype``,
@@ -72,8 +75,8 @@ Modules, in the order a feature vector travels:
 """
 
 from ._feature_cache import FeatureCache
-from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, SHARD_SCHEMA
-from ._housekeeping import cache_info, clear_cache
+from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, CONVERTED_MODELS_FOLDER, SHARD_SCHEMA
+from ._housekeeping import cache_info, clear_cache, converted_models_info
 from ._keys import (
     content_key,
     file_key,
@@ -87,10 +90,12 @@ from ._keys import (
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "CACHE_SCHEMA",
+    "CONVERTED_MODELS_FOLDER",
     "SHARD_SCHEMA",
     "FeatureCache",
     "cache_info",
     "clear_cache",
+    "converted_models_info",
     "content_key",
     "file_key",
     "file_keys",

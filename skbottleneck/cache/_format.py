@@ -1,6 +1,6 @@
 """What a cache folder holds on disk: schema names, format version, file names.
 
-See :mod:`skbottleneck.store` for the whole layout and why a kill at any
+See :mod:`skbottleneck.cache` for the whole layout and why a kill at any
 moment cannot leave an unreadable cache.
 """
 
@@ -9,7 +9,8 @@ import re
 import secrets
 import time
 
-__all__ = ["CACHE_FORMAT_VERSION", "CACHE_SCHEMA", "KEY_LENGTH", "SHARD_SCHEMA"]
+__all__ = ["CACHE_FORMAT_VERSION", "CACHE_SCHEMA", "CONVERTED_MODELS_FOLDER", "KEY_LENGTH",
+           "SHARD_SCHEMA"]
 
 #: ``schema`` of ``fingerprint.json``.
 CACHE_SCHEMA = "skbottleneck.cache"
@@ -27,6 +28,11 @@ KEY_LENGTH = 20
 SHARD_RE = re.compile(r"^[0-9a-f]{16}-[0-9]+-[0-9a-f]{8}\.h5$")
 #: Names of the per-fingerprint folders (16 hex digits).
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
+#: Folder of the cache root that holds converted OpenVINO models (written by
+#: :mod:`skbottleneck.extraction._openvino`; listed and cleared here).
+CONVERTED_MODELS_FOLDER = "openvino"
+#: Names of the converted-model folders (32 hex digits).
+MODEL_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 #: An index entry is ``(shard number << ROW_BITS) | row``.
 ROW_BITS = 32
 

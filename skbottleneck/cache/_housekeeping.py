@@ -1,20 +1,19 @@
 """Housekeeping of the cache root: what it holds, and deleting it.
 
-:func:`cache_info` describes the cache of each model fingerprint;
-:func:`clear_cache` deletes those of one model, or all of them.
+:func:`cache_info` describes the cache of each model fingerprint,
+:func:`converted_models_info` the converted OpenVINO models kept under the
+root; :func:`clear_cache` deletes those of one model, or all of them.
 """
 
 import json
 import os
-import secrets
-import shutil
 
-from ..fileio import STORAGE_DTYPES, canonical_json, listdir
-from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, ID_RE
+from ..fileio import STORAGE_DTYPES, canonical_json, listdir, remove_stale_tmp, remove_tree
+from ._format import CACHE_FORMAT_VERSION, CACHE_SCHEMA, CONVERTED_MODELS_FOLDER, ID_RE, MODEL_ID_RE
 from ._index import get_index
 from ._keys import get_cache_dir
 
-__all__ = ["cache_info", "clear_cache"]
+__all__ = ["cache_info", "clear_cache", "converted_models_info"]
 
 
 def _read_fingerprint_json(directory):
@@ -49,12 +48,56 @@ def _dir_bytes(directory):
     return total
 
 
-def _cache_dirs(root):
+def _cache_dirs(root, pattern=ID_RE):
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return []
-    return [e.path for e in entries if ID_RE.match(e.name) and e.is_dir()]
+    return [e.path for e in entries if pattern.match(e.name) and e.is_dir(follow_symlinks=False)]
+
+
+def _read_model_info(directory):
+    try:
+        with open(os.path.join(directory, "info.json"), "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def converted_models_info(cache_dir=None):
+    """The converted OpenVINO models kept under the cache root (``<root>/openvino/``).
+
+    Converted models are kept under the default root (``cache_dir=None``),
+    whatever the transformers' ``cache_dir``: one conversion per machine.
+
+    Parameters
+    ----------
+    cache_dir : str or path-like, default=None
+        Cache folder; see :func:`get_cache_dir`.
+
+    Returns
+    -------
+    info : dict
+        ``{model_id: {...}}`` with, for each model: ``"path"``,
+        ``"fingerprint"`` (the dict its info.json records; None if
+        unreadable), ``"description"``, ``"precision"`` and ``"bytes"``.
+
+    Examples
+    --------
+    >>> from skbottleneck.cache import converted_models_info
+    >>> converted_models_info(tmp_dir)
+    {}
+    """
+    models = os.path.join(get_cache_dir(cache_dir), CONVERTED_MODELS_FOLDER)
+    info = {}
+    for directory in _cache_dirs(models, MODEL_ID_RE):
+        doc = _read_model_info(directory)
+        fp = doc.get("fingerprint") if isinstance(doc.get("fingerprint"), dict) else None
+        info[os.path.basename(directory)] = {
+            "path": directory, "fingerprint": fp, "description": _describe(fp),
+            "precision": doc.get("precision"), "bytes": _dir_bytes(directory)}
+    return info
 
 
 def cache_info(cache_dir=None):
@@ -117,7 +160,9 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
 
     A cache is removed by renaming its folder aside first (readers then see
     it gone at once) and deleting it afterwards. Only folders that the cache
-    created (16 hex digits) are touched.
+    created (16 hex digits) are touched, and the converted OpenVINO models of
+    the same models under ``<root>/openvino/`` (32 hex digits; see
+    :func:`converted_models_info`).
 
     Parameters
     ----------
@@ -133,7 +178,8 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
     Returns
     -------
     removed : dict
-        ``{fingerprint_id: bytes_freed}``.
+        ``{fingerprint_id: bytes_freed}``, and
+        ``{"openvino/<model id>": bytes_freed}`` for converted models.
 
     Examples
     --------
@@ -153,29 +199,28 @@ def clear_cache(cache_dir=None, *, backbone=None, fingerprint=None):
     elif fingerprint is not None and not isinstance(fingerprint, str):
         raise TypeError("fingerprint must be a dict or an id string; "
                         f"got {type(fingerprint).__name__}.")
+
+    def wanted(name, fp):
+        if isinstance(fingerprint, str) and name != fingerprint:
+            return False
+        if want_fp is not None and (fp is None or canonical_json(fp) != want_fp):
+            return False
+        return backbone is None or (isinstance(fp, dict) and fp.get("backbone") == backbone)
+
+    models = os.path.join(root, CONVERTED_MODELS_FOLDER)
+    remove_stale_tmp(root)  # left-overs of an interrupted clear_cache
+    remove_stale_tmp(models)
+    folders = [(os.path.basename(d), d, lambda d=d: (_read_fingerprint_json(d) or {}))
+               for d in _cache_dirs(root)]
+    folders += [(f"{CONVERTED_MODELS_FOLDER}/{os.path.basename(d)}", d,
+                 lambda d=d: _read_model_info(d)) for d in _cache_dirs(models, MODEL_ID_RE)]
     removed = {}
-    # left-overs of an interrupted clear_cache
-    for name in listdir(root):
-        if name.startswith(".trash-"):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    for directory in _cache_dirs(root):
-        name = os.path.basename(directory)
+    for name, directory, read in folders:
         if backbone is not None or fingerprint is not None:
-            doc = _read_fingerprint_json(directory) or {}
-            fp = doc.get("fingerprint")
-            if isinstance(fingerprint, str) and name != fingerprint:
-                continue
-            if want_fp is not None and (fp is None or canonical_json(fp) != want_fp):
-                continue
-            if backbone is not None and (not isinstance(fp, dict)
-                                         or fp.get("backbone") != backbone):
+            fp = read().get("fingerprint")
+            if not wanted(name.rpartition("/")[2], fp if isinstance(fp, dict) else None):
                 continue
         size = _dir_bytes(directory)
-        trash = os.path.join(root, f".trash-{name}-{secrets.token_hex(4)}")
-        try:
-            os.replace(directory, trash)
-        except OSError:
-            continue
-        shutil.rmtree(trash, ignore_errors=True)
-        removed[name] = size
+        if remove_tree(directory):
+            removed[name] = size
     return removed

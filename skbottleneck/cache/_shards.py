@@ -104,7 +104,7 @@ def create_checksums(f, checksums):
 
     ``checksums`` is an array to store, or an int: the number of rows of a
     dataset allocated now and filled later in place (see
-    :func:`~skbottleneck.cache._fileio._create_preallocated`); returns
+    :func:`~skbottleneck.fileio.create_preallocated`); returns
     then the byte offset of its data.
     """
     if isinstance(checksums, (int, np.integer)):

@@ -12,7 +12,7 @@ from itertools import tee
 import numpy as np
 
 from ..utils import is_dask_array
-from ._blocks import iter_chunk_positions
+from ._protocol import RowSourceMixin, check_rows
 
 __all__ = ["DaskChunks", "default_client"]
 
@@ -32,7 +32,7 @@ def default_client():
         return None
 
 
-class DaskChunks:
+class DaskChunks(RowSourceMixin):
     """A ``dask.array`` as a chunk source for the out-of-core heads.
 
     :class:`~skbottleneck.IncrementalClassifier` and
@@ -79,9 +79,6 @@ class DaskChunks:
     True
     """
 
-    #: ``iter_chunks(shuffle=True)`` permutes the rows of each chunk itself.
-    shuffles_within_chunks = True
-
     def __init__(self, X, y=None, *, client=None, prefetch=1):
         if not is_dask_array(X):
             raise TypeError(f"DaskChunks expects a dask.array; got {type(X).__name__}.")
@@ -104,10 +101,6 @@ class DaskChunks:
 
     def __len__(self):
         return int(self.X.shape[0])
-
-    @property
-    def shape(self):
-        return (len(self), self.n_features)
 
     @property
     def n_features(self):
@@ -157,30 +150,19 @@ class DaskChunks:
                     seen.add(b)
                     yield b
 
-    def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None):
-        """Yield ``(X_chunk, y_chunk)`` covering every row once.
+    def row_blocks(self):
+        """The dask row blocks' boundaries: the blocks the one chunk iterator shuffles."""
+        return self._bounds
 
-        Parameters
-        ----------
-        chunk_size : int, default=1024
-            Rows per chunk (the last one may be smaller).
-        shuffle : bool, default=True
-            Blocks in a random order, rows shuffled within each chunk;
-            ``False``: rows in order.
-        random_state : int, RandomState instance or None, default=None
-            Seed of the shuffle.
+    def read_chunks(self, chunks, *, dtype=None):
+        """Yield ``(X, y)`` for each array of row positions in ``chunks``.
 
-        Yields
-        ------
-        X : ndarray of shape (n_chunk, n_features)
-        y : ndarray of shape (n_chunk,) or None
+        Each dask block is computed once (the next ``prefetch`` ahead with a
+        client) and kept only until all of its rows were dealt.
         """
-        from sklearn.utils import check_random_state
-
-        rng = check_random_state(random_state) if shuffle else None
         labels = self.labels
-        chunks, ahead = tee(iter_chunk_positions(self._bounds, int(chunk_size), shuffle=shuffle,
-                                                 rng=rng))
+        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        chunks, ahead = tee(chunks)
         blocks = self._blocks(self._block_order(ahead))
         held, left = {}, {}  # block number -> its rows; rows not yet dealt
         for positions in chunks:
@@ -190,7 +172,7 @@ class DaskChunks:
                 b, block = next(blocks)
                 held[b] = block
                 left[b] = block.shape[0]
-            X = np.empty((len(positions), self.n_features), dtype=self.X.dtype)
+            X = np.empty((len(positions), self.n_features), dtype=out_dtype)
             for b in needed:
                 mask = which == b
                 X[mask] = held[b][positions[mask] - self._bounds[b]]
@@ -199,21 +181,22 @@ class DaskChunks:
                     del held[b], left[b]
             yield X, (None if labels is None else labels[positions])
 
-    def read_rows(self, indices):
+    def read_rows(self, indices, *, dtype=None):
         """Features and labels of arbitrary rows (any order).
 
         Parameters
         ----------
         indices : array-like of int
+        dtype : dtype, default=None
 
         Returns
         -------
         X : ndarray of shape (n_indices, n_features)
         y : ndarray of shape (n_indices,) or None
         """
-        idx = np.asarray(indices, dtype=np.int64)
+        idx = check_rows(indices, len(self))
         order = np.argsort(idx, kind="stable")
-        X = np.empty((len(idx), self.n_features), dtype=self.X.dtype)
+        X = np.empty((len(idx), self.n_features), dtype=self.dtype if dtype is None else dtype)
         if len(idx):
             X[order] = np.asarray(self.X[idx[order]].compute())
         labels = self.labels

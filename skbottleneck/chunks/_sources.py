@@ -31,8 +31,8 @@ imported when a source is used.
 import numpy as np
 
 from ..utils import draw_seed, is_dask_array
-from ._blocks import block_bounds, default_block_rows, iter_chunk_positions
 from ._dask import DaskChunks
+from ._protocol import ArrayRows, RowSubset, is_row_source, iter_row_chunks
 from ._sizing import chunk_rows, row_nbytes_of
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "IterableChunks",
     "StoreChunks",
     "as_chunk_source",
+    "as_row_source",
     "is_chunk_source",
 ]
 
@@ -48,8 +49,8 @@ __all__ = [
 def is_chunk_source(X):
     """Tell whether ``X`` is a chunk source rather than an array-like.
 
-    Chunk sources are: objects with an ``iter_chunks`` method (a
-    FeatureStore), dask arrays, callables, iterators, lists/tuples whose
+    Chunk sources are: row sources (:func:`~skbottleneck.chunks.is_row_source`:
+    a FeatureStore, a feature file), dask arrays, callables, iterators, lists/tuples whose
     first item is an ``(X_chunk, y_chunk)`` tuple with a 2-D ``X_chunk``, and
     other iterables that are not array-like (no ``__array__``, not a
     list/tuple/str, not sparse). Anything else is treated as an array-like
@@ -66,7 +67,7 @@ def is_chunk_source(X):
     """
     from scipy import sparse
 
-    if hasattr(X, "iter_chunks") or is_dask_array(X):
+    if is_row_source(X) or is_dask_array(X):
         return True
     if isinstance(X, (np.ndarray, str, bytes)) or sparse.issparse(X):
         return False
@@ -177,20 +178,17 @@ class ArrayChunks(ChunkSource):
 
 
 class StoreChunks(ChunkSource):
-    """Chunks of a FeatureStore (anything with ``iter_chunks``/``read_rows``).
+    """Chunks of a row source (a :class:`~skbottleneck.chunks.RowSource`: a store, a feature file...).
 
-    The whole store, with its own labels, is read through
-    ``store.iter_chunks``: the store deals its blocks into chunks and
-    permutes each chunk. A store whose ``iter_chunks`` only shuffles the
-    chunk order (a duck-typed store without a true ``shuffles_within_chunks``
-    attribute) has the rows of each chunk permuted here.
+    The whole source, with its own labels, is read through
+    ``store.iter_chunks``: the source deals its blocks into chunks and
+    permutes each chunk. A source whose ``iter_chunks`` only shuffles the
+    chunk order (one without a true ``shuffles_within_chunks`` attribute)
+    has the rows of each chunk permuted here.
 
     A subset of rows (``indices``, for a held-out split) or labels given from
-    outside (``y``) need row numbers: the selected rows are cut into blocks
-    of neighbouring rows sized from the store's bytes per row
-    (``n_features * dtype.itemsize``; a store without ``dtype`` is taken
-    as float32), shuffled by :func:`~skbottleneck.chunks.iter_chunk_positions`,
-    and each chunk is read with ``store.read_rows(sorted_rows)``.
+    outside (``y``) are a :class:`~skbottleneck.chunks.RowSubset` read by the
+    one chunk iterator, :func:`~skbottleneck.chunks.iter_row_chunks`.
     """
 
     def __init__(self, store, y=None, *, chunk_size, indices=None):
@@ -203,12 +201,6 @@ class StoreChunks(ChunkSource):
                 "pass y=None to use the labels stored with the features."
             )
 
-    def _row_nbytes(self):
-        """Bytes of one stored row (``n_features * dtype.itemsize``)."""
-        n_features = max(1, int(getattr(self.store, "n_features", 1) or 1))
-        dtype = getattr(self.store, "dtype", None)
-        return n_features * np.dtype(np.float32 if dtype is None else dtype).itemsize
-
     def iter_chunks(self, *, shuffle=False, random_state=None):
         from sklearn.utils import check_random_state
 
@@ -216,19 +208,11 @@ class StoreChunks(ChunkSource):
         if self.indices is None and self.y is None:
             yield from self._whole_store(shuffle, rng)
             return
-        rows = np.arange(len(self.store)) if self.indices is None else np.sort(self.indices)
-        bounds = block_bounds(len(rows), default_block_rows(self._row_nbytes(), self.chunk_size))
-        for positions in iter_chunk_positions(bounds, self.chunk_size, shuffle=shuffle,
-                                              rng=rng if shuffle else None):
-            chunk = rows[positions]  # permuted when shuffling
-            order = np.argsort(chunk, kind="stable")
-            X, y = self.store.read_rows(chunk[order])  # read in row order
-            unsort = np.argsort(order)
-            if self.y is not None:
-                y = self.y[chunk]
-            elif y is not None:
-                y = y[unsort]
-            yield X[unsort], y, None
+        rows = np.arange(len(self.store)) if self.indices is None else self.indices
+        subset = RowSubset(self.store, rows, labels=self.y)
+        for X, y in iter_row_chunks(subset, self.chunk_size, shuffle=shuffle,
+                                    random_state=rng if shuffle else None):
+            yield X, y, None
 
     def _whole_store(self, shuffle, rng):
         chunks = self.store.iter_chunks(
@@ -394,14 +378,15 @@ def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024, multiple_
     >>> [yc.tolist() for Xc, yc, wc in chunks.iter_chunks()]
     [[0, 1, 0], [1, 1]]
     """
-    iterable = not (is_dask_array(X) or hasattr(X, "iter_chunks")) and is_chunk_source(X)
+    rows = is_row_source(X)
+    iterable = not (is_dask_array(X) or rows) and is_chunk_source(X)
     chunk_size = chunk_rows(chunk_size, None if iterable else row_nbytes_of(X),
                             multiple_of=multiple_of)
     if is_dask_array(X):  # blocks computed one at a time, in shuffled order
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported with a dask array.")
         return StoreChunks(DaskChunks(X, y), chunk_size=chunk_size)
-    if hasattr(X, "iter_chunks"):
+    if rows:
         from sklearn.utils.validation import column_or_1d
 
         if sample_weight is not None:
@@ -422,3 +407,31 @@ def as_chunk_source(X, y=None, *, sample_weight=None, chunk_size=1024, multiple_
             )
         return IterableChunks(X, chunk_size=chunk_size)
     return ArrayChunks(X, y, sample_weight, chunk_size=chunk_size)
+
+
+def as_row_source(X, y=None):
+    """``X`` as a :class:`~skbottleneck.chunks.RowSource`.
+
+    A row source is returned as it is (or, with ``y``, as a
+    :class:`~skbottleneck.chunks.RowSubset` of all its rows carrying those
+    labels); a 2-D ndarray or ``np.memmap`` becomes an
+    :class:`~skbottleneck.chunks.ArrayRows`; a ``dask.array`` a
+    :class:`~skbottleneck.chunks.DaskChunks`. Feature files are opened by
+    :func:`skbottleneck.store.open_rows`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_row_source(np.zeros((3, 2)), [0, 1, 0])
+    ArrayRows(array, n_rows=3, n_features=2)
+    """
+    if is_row_source(X):
+        return X if y is None else RowSubset(X, np.arange(len(X)), labels=np.asarray(y).ravel())
+    if is_dask_array(X):
+        return DaskChunks(X, y)
+    if isinstance(X, np.ndarray):
+        return ArrayRows(X, y)
+    raise TypeError(
+        "Expected a row source (a FeatureStore, a feature file opened with open_rows, "
+        f"a 2-D array or a dask array); got {type(X).__name__}."
+    )

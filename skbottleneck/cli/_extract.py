@@ -1,6 +1,5 @@
 """``skbottleneck extract``: the CNN features of an image folder or file list, into a store."""
 
-import inspect
 import os
 import sys
 import time
@@ -12,6 +11,7 @@ from .._keras import import_tf
 from ..backbones import get_backbone
 from ..extraction import CNNFeatureTransformer
 from ..images import ImageError
+from ..store import StoreLockedError
 from ..utils import format_bytes
 from ._files import (
     check_writable_dir,
@@ -24,10 +24,6 @@ from ._files import (
 )
 from ._output import EXIT_FAILURE, EXIT_OK, CLIError, echo, with_flags
 
-try:
-    from ..store import StoreLockedError
-except ImportError:  # pragma: no cover - a store without its writer lock
-    StoreLockedError = None
 
 __all__ = ["cmd_extract"]
 
@@ -64,9 +60,6 @@ def cmd_extract(args):
         echo(f"{len(paths)} images{n_classes}; {model}, writing {out}", file=sys.stderr)
     extract_kwargs = {"overwrite": args.overwrite}
     if args.no_wait:
-        if "wait" not in inspect.signature(transformer.extract).parameters:
-            raise CLIError("--no-wait needs CNNFeatureTransformer.extract(..., wait=False), "
-                           "which this version of skbottleneck does not have.")
         extract_kwargs["wait"] = False
     t0 = time.perf_counter()
     try:
@@ -77,7 +70,7 @@ def cmd_extract(args):
     except FileExistsError as e:
         raise CLIError(with_flags(e.strerror or e)) from e
     except OSError as e:
-        if StoreLockedError is None or not isinstance(e, StoreLockedError):
+        if not isinstance(e, StoreLockedError):
             raise
         raise CLIError(f"{with_flags(e.strerror or e)} (without --no-wait, extract waits "
                        "for the other writer to finish)", EXIT_FAILURE) from e
@@ -117,12 +110,13 @@ def _transformer(args, cache_dir, weights):
         return CNNFeatureTransformer(
             args.backbone, weights=weights, layer=args.layer,
             pooling=None if args.pooling == "none" else args.pooling,
-            input_size=args.input_size, dtype=args.dtype, precision=args.precision,
+            input_size=args.input_size, dtype=args.dtype, precision=args.precision or "float32",
             random_state=args.random_state, **run)
     from ._train import _transformer_from_store
 
     moved = [f"--{dest.replace('_', '-')}" for dest, default in args.model_defaults.items()
              if getattr(args, dest) != default and dest != "weights"]
+    moved += ["--precision float32"] if args.precision == "float32" else []  # its model is int8
     if moved:
         raise CLIError(f"--calibration-store takes the model from {args.calibration_store!r}; "
                        f"drop {', '.join(moved)}.")

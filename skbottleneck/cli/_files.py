@@ -7,6 +7,7 @@ at once rather than after extracting or training.
 
 import csv
 import glob
+import io
 import os
 
 import numpy as np
@@ -112,14 +113,24 @@ def read_file_list(path):
         raise CLIError(f"file list {path!r} does not exist.")
     base = os.path.dirname(os.path.abspath(path))
     paths, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            image, sep, label = line.partition("\t")
-            paths.append(_listed_path(image, base))
-            labels.append(label.strip() if sep else None)
+    with open(path, "rb") as f:
+        data = f.read()
+    bad = data.find(b"\0")  # a NUL byte, or bytes that are not UTF-8: a binary file
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = e.start if bad < 0 else min(bad, e.start)
+    if bad >= 0:
+        line_no = data.count(b"\n", 0, bad) + 1
+        raise CLIError(f"file list {path!r} is not a text file (line {line_no} holds byte "
+                       f"0x{data[bad]:02x}); expected one PATH[<tab>LABEL] per line, in UTF-8.")
+    for line in io.StringIO(text, newline=None):  # \n, \r\n or \r, as open() reads them
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        image, sep, label = line.partition("\t")
+        paths.append(_listed_path(image, base))
+        labels.append(label.strip() if sep else None)
     if not paths:
         raise CLIError(f"file list {path!r} names no images.")
     n_labelled = sum(lab is not None for lab in labels)

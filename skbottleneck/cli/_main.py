@@ -2,7 +2,9 @@
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from ..images import quiet_bomb_warnings
@@ -24,7 +26,7 @@ __all__ = ["main"]
 # `--help`, `backbones` and `cache` do not import the CNN and training stack)
 _COMMANDS = {"backbones": "_backbones", "extract": "_extract", "train": "_train",
              "evaluate": "_evaluate", "predict": "_evaluate", "similar": "_similar",
-             "cache": "_cache"}
+             "cache": "_cache", "export": "_export"}
 
 
 def _command(name):
@@ -45,7 +47,11 @@ def main(argv=None):
     status : int
         0 on success; see :data:`EXIT_CODES`.
     """
+    as_program = (argv is None and threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else list(argv)
+    if as_program:  # Ctrl-C after the command finished: one line, not a shutdown traceback
+        signal.signal(signal.SIGINT, _on_interrupt)
     parser = build_parser()
     show_traceback = "--traceback" in argv or os.environ.get("SKBOTTLENECK_TRACEBACK") == "1"
     argv = [a for a in argv if a != "--traceback"]  # accepted anywhere on the line
@@ -57,7 +63,26 @@ def main(argv=None):
         with quiet_bomb_warnings():
             return _run(parser, argv, show_traceback)
     finally:
+        _FINISHED.set()
         warnings.showwarning = previous_showwarning
+
+
+# set when the command has finished: a Ctrl-C then comes during the interpreter's
+# shutdown (threads joined, TensorFlow torn down), where KeyboardInterrupt would print
+# a traceback from the threading module
+_FINISHED = threading.Event()
+
+
+def _on_interrupt(signum, frame):
+    if not _FINISHED.is_set():
+        raise KeyboardInterrupt  # the command cleans up and prints its one line (_run)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    error("interrupted after the command had finished (its output is complete)",
+          EXIT_INTERRUPTED)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _run(parser, argv, show_traceback):

@@ -153,8 +153,8 @@ def build_parser():
                    help="what runs the CNN: 'openvino' needs pip install 'skbottleneck[openvino]'; "
                         "'auto' (default) picks it where it was checked to give TensorFlow's "
                         "features, TensorFlow otherwise")
-    p.add_argument("--precision", choices=("float32", "int8"), default="float32",
-                   help="'int8' quantises the CNN (OpenVINO + NNCF; measured 2-2.7x TensorFlow's "
+    p.add_argument("--precision", choices=("float32", "int8"),
+                   help="float32 (default) or 'int8': 'int8' quantises the CNN (OpenVINO + NNCF; measured 2-2.7x TensorFlow's "
                         "transform) calibrated on 64 "
                         "of these images: run it on the training images, then give that store "
                         "to --calibration-store when extracting the test images. int8 features "
@@ -283,6 +283,20 @@ def build_parser():
     p.add_argument("--html", metavar="SHEET.html",
                    help="also write a contact sheet: each query image beside its neighbours, "
                         "with distances and labels (one file, opens offline)")
+
+    # export
+    p = sub.add_parser("export", help="write a feature store to Parquet or NumPy (.npy)",
+                       description="Write a feature store to a Parquet file (columns key, path, "
+                                   "label, features as a fixed-size list of float32, or float16 "
+                                   "as stored) or a .npy (labels beside it in NAME.labels.npy), "
+                                   "one row per stored image in store order, a chunk at a time; "
+                                   "the file appears whole (temporary name, then rename).")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("--to", required=True, metavar="FILE.parquet|FILE.npy",
+                   help="the file to write; its suffix picks the format")
+    p.add_argument("--chunk-size", type=_chunk_size, default=None,
+                   help="rows written at a time (an int), or their size such as 16MiB "
+                        "(default: 16MiB for Parquet, one row group; 64MiB for .npy)")
 
     # cache
     p = sub.add_parser("cache", help="show or clear the feature cache",

@@ -27,6 +27,7 @@ from ._cluster import (
 from ._engine import ArraySink, ExtractionEngine, ExtractionPlan, ExtractionResult, open_cache
 from ._fingerprint import FEATURE_FORMAT_VERSION
 from ._from_store import transformer_from_store
+from ._openvino import ConvertedModelWarning
 from ._runner import CNNRunner, cnn_image_count, get_runner
 from ._transformer import CNNFeatureTransformer
 from ._views import ImageViews
@@ -36,6 +37,7 @@ __all__ = [
     "AugmentedClassifier",
     "CNNFeatureTransformer",
     "CNNRunner",
+    "ConvertedModelWarning",
     "ExtractionEngine",
     "ExtractionPlan",
     "ExtractionResult",

@@ -115,10 +115,15 @@ class AugmentedClassifier(ClassifierMixin, BaseEstimator):
         self.n_views_ = 1 if views is None else views.n_views
         return self
 
-    def _views(self, X):
-        """Features of the views of ``X``: ``(n_images * n_views, n_features)``."""
+    def _views(self, X, augment):
+        """Features of the views of ``X``: ``(n_images * n_views, n_features)``.
+
+        Raises naming the first image that cannot be read (with the
+        transformer's ``on_error="skip"`` too): a prediction per image, in
+        order, or none.
+        """
         paths = check_paths(X)
-        result = self.transformer_.extract(paths, augment=self.augment)
+        result = self.transformer_.extract(paths, augment=augment)
         if result.failed:
             path, reason = result.failed[0]
             raise ImageError(path, f"{reason} (cannot predict an image that cannot be read)")
@@ -138,8 +143,8 @@ class AugmentedClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "head_")
         if not self.tta or self.n_views_ == 1:
-            return self.head_.predict_proba(self.transformer_.transform(check_paths(X)))
-        features, n = self._views(X)
+            return self.head_.predict_proba(self._views(X, None)[0])
+        features, n = self._views(X, self.augment)
         proba = self.head_.predict_proba(features)
         return proba.reshape(n, self.n_views_, -1).mean(axis=1)
 
@@ -157,7 +162,7 @@ class AugmentedClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "head_")
         if not self.tta or self.n_views_ == 1:
-            return self.head_.predict(self.transformer_.transform(check_paths(X)))
+            return self.head_.predict(self._views(X, None)[0])
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __sklearn_tags__(self):

@@ -93,9 +93,9 @@ def worker_spec(engine, *, return_features=False):
 
 def _save_model(model, fingerprint, cache):
     """Save a Keras model given as backbone into the shared cache folder, once
-    (written under a temporary name, fsynced, renamed: a worker never loads a
-    half-written file)."""
-    from ..fileio import fsync_dir, fsync_file, remove_stale_tmp, tmp_path, unlink_quietly
+    (published whole by :func:`~skbottleneck.fileio.atomic_file`: a worker never
+    loads a half-written file)."""
+    from ..fileio import atomic_file, remove_stale_tmp
 
     name = fingerprint["weights"].split(":")[-1][:32]
     folder = os.path.join(cache.path, "models")
@@ -103,14 +103,8 @@ def _save_model(model, fingerprint, cache):
     if not os.path.exists(path):
         os.makedirs(folder, exist_ok=True)
         remove_stale_tmp(folder)
-        tmp = tmp_path(folder, f"{name}.keras")  # Keras wants the .keras ending
-        try:
+        with atomic_file(path) as tmp:  # its name ends with .keras, as Keras wants
             model.save(tmp)
-            fsync_file(tmp)
-            os.replace(tmp, path)
-        finally:
-            unlink_quietly(tmp)
-        fsync_dir(folder)
     return path
 
 

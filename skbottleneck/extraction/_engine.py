@@ -425,8 +425,12 @@ class ExtractionEngine:
                     writer.flush()
                     with stats.timed("cnn"):
                         images = [img for _, _, img in ok]
-                        features = runner(np.stack(images) if self.views is None
-                                          else np.concatenate(images))
+                        batch = np.stack(images) if self.views is None else np.concatenate(images)
+                        # the views of one image may be many more than a batch: the
+                        # CNN's memory stays that of batch_size rows
+                        step = max(self.batch_size, 1)
+                        features = runner(batch) if len(batch) <= step else np.concatenate(
+                            [runner(batch[s:s + step]) for s in range(0, len(batch), step)])
                     stats.count("n_extracted", len(ok))
                     self._deliver(ok, features, sink, writer)
                 stats.advance(len(batch))

@@ -13,6 +13,7 @@ quantise again where the cached model is missing.
 
 import hashlib
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -48,9 +49,9 @@ def calibration_set(transformer, X):
     A :class:`~skbottleneck.FeatureStore` of int8 features gives its own
     calibration (recorded in its fingerprint and metadata).
     """
-    from ..utils import is_store
+    from ..chunks import is_row_source
 
-    if is_store(X):
+    if is_row_source(X):
         return _store_calibration(X)
     if X is None:
         raise ValueError(
@@ -149,5 +150,34 @@ def quantize(ov_model, images, quiet=True):
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
     depthwise = nncf.IgnoredScope(types=["GroupConvolution"], validate=False)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-        return nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples),
-                             advanced_parameters=advanced, ignored_scope=depthwise)
+        quantized = nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples),
+                                  advanced_parameters=advanced, ignored_scope=depthwise)
+    warn_zero_rows(ov_model, quantized, images)
+    return quantized
+
+
+def warn_zero_rows(ov_model, quantized, images):
+    """Warn when the int8 model gives all-zero rows where the float32 one does not.
+
+    Features too small for int8's steps (a random-weights network at a small
+    input size) quantise to zero: every image would get the same row. Checked
+    once, on the calibration images, when the model is quantised.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+
+    def rows(model):
+        compiled = core.compile_model(model, "CPU")
+        out = [compiled(images[i:i + 16])[0] for i in range(0, len(images), 16)]
+        return np.concatenate(out).reshape(len(images), -1)
+
+    f32, int8 = rows(ov_model), rows(quantized)
+    zero = ~np.any(int8, axis=1) & np.any(f32, axis=1)
+    if zero.any():
+        warnings.warn(
+            f"int8 quantisation gives all-zero features for {int(zero.sum())} of {len(images)} "
+            f"calibration images whose float32 features are not zero (largest |feature| "
+            f"{np.abs(f32[zero]).max():.3g}: smaller than int8's steps), so images like them "
+            "get no usable features; use precision='float32' (or weights that give larger "
+            "features).", UserWarning, stacklevel=2)

@@ -12,10 +12,34 @@ with ``PERFORMANCE_HINT=THROUGHPUT`` and ``INFERENCE_PRECISION_HINT=f32``
 is split over the infer requests of an ``AsyncInferQueue``.
 
 Converted models are kept under ``<default cache root>/openvino/<id>/`` (``id``
-from the fingerprint, the precision and the library versions), written
-under a temporary name and renamed, so that an interrupted conversion
-leaves nothing a later process could read. A process that finds the
-model there builds no Keras model at all.
+from the fingerprint, the precision, the library versions and the folder
+layout), published whole (:func:`skbottleneck.fileio.atomic_folder`), so
+that an interrupted conversion leaves nothing a later process could read.
+A process that finds the model there builds no Keras model at all.
+
+On-disk layout (:data:`MODEL_LAYOUT` 2)::
+
+    <cache root>/openvino/
+      <id>/                 32 hex digits (model_id)
+        model.xml           the OpenVINO graph
+        model.bin           its constants (the folded weights), float32
+        info.json           what the folder holds: the id's own document
+                            (fingerprint, precision, versions, layout),
+                            feature_shape, n_folded, weights_sha256 (the
+                            folded Keras weights it was converted from),
+                            files (size and SHA-256 of model.xml and
+                            model.bin) and sha256 (of info.json itself)
+      .tmp-*                being written (removed when stale)
+
+Every load checks the folder before it is used (:func:`_load`): info.json
+reads and its own digest matches, it describes the model asked for, the
+sizes and SHA-256 of ``model.xml`` and ``model.bin`` match it, the weights
+digest matches that of the network this process built (when it built one)
+and the graph's output has the recorded shape. A folder that fails is
+removed and converted again, with a :class:`ConvertedModelWarning` naming
+it. The folder is an optimisation: when it cannot be written (read-only,
+not a folder, disk full, any error of ``ov.save_model``) the run goes on
+with the model in memory and says once why.
 """
 
 import hashlib
@@ -23,14 +47,16 @@ import json
 import os
 import threading
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
+from ..cache import CONVERTED_MODELS_FOLDER
 from ..utils import is_keras_model
 
-__all__ = ["OPENVINO_CHECKED", "OpenVINORunner", "model_cache_dir", "openvino_available",
-           "resolve_runtime"]
+__all__ = ["OPENVINO_CHECKED", "ConvertedModelWarning", "OpenVINORunner", "model_cache_dir",
+           "openvino_available", "resolve_runtime"]
 
 #: Registry backbones whose OpenVINO features were checked equal to
 #: TensorFlow's (within 1e-5 relative, random weights, smallest input size:
@@ -46,7 +72,20 @@ OPENVINO_CHECKED = frozenset({
 })
 
 #: Folder, under the cache root, of the converted models.
-MODEL_CACHE_FOLDER = "openvino"
+MODEL_CACHE_FOLDER = CONVERTED_MODELS_FOLDER
+#: Layout of a model folder (in its id): folders written before files were
+#: digested (layout 1) are never read.
+MODEL_LAYOUT = 2
+MODEL_FILES = ("model.xml", "model.bin")
+#: Converted-model folders this process could not write (warned about once).
+_UNWRITABLE = set()
+
+
+class ConvertedModelWarning(UserWarning):
+    """A converted OpenVINO model was damaged (removed and converted again), or
+    could not be kept on disk (the run used it from memory)."""
+
+    __module__ = "skbottleneck.extraction"
 _PRECISION_HINT = {"INFERENCE_PRECISION_HINT": "f32"}
 _core = None
 _core_lock = threading.Lock()
@@ -134,10 +173,11 @@ def model_id(fingerprint, precision="float32"):
     """The id of a converted model: the fingerprint (which holds the
     calibration of an int8 model), the precision and the versions of the
     libraries that built, converted and quantised it."""
-    doc = {"fingerprint": fingerprint, "precision": precision,
+    doc = {"fingerprint": fingerprint, "precision": precision, "layout": MODEL_LAYOUT,
            "versions": {name: _version(name) for name in ("openvino", "tensorflow", "keras")}}
     if precision == "int8":
         doc["versions"]["nncf"] = _version("nncf")
+    doc = json.loads(json.dumps(doc))  # as read back from info.json (tuples as lists)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32], doc
 
 
@@ -174,11 +214,15 @@ class OpenVINORunner:
     path : str or None
         The cached model's folder (None when it is not cacheable: unseeded
         random weights).
+    saved : bool
+        Whether the converted model is on disk at ``path`` (False when it
+        could not be written: see :class:`ConvertedModelWarning`).
     """
 
     runtime = "openvino"
 
-    def __init__(self, transformer, build_tensorflow, *, on_images=None, calibration=None):
+    def __init__(self, transformer, build_tensorflow, *, on_images=None, calibration=None,
+                 known_weights_sha256=None):
         est = transformer
         ov = import_openvino()
         self._build_tensorflow, self._on_images = build_tensorflow, on_images
@@ -188,19 +232,22 @@ class OpenVINORunner:
         if cacheable:
             key, doc = model_id(est.fingerprint_, est.precision)
             self.path = os.path.join(model_cache_dir(), key)
-        loaded = _load(self.path) if cacheable else None
+        self.saved = False
+        self._known_weights = known_weights_sha256
+        loaded = _load(self.path, doc, est.pooling, known_weights_sha256) if cacheable else None
         if loaded is None:
             t = time.perf_counter()
             ov_model, info = self._convert(est, calibration)
             self.conversion_s = time.perf_counter() - t
             info["conversion_s"] = round(self.conversion_s, 3)
             if cacheable:
-                _save(self.path, ov_model, {**doc, **info})
+                self.saved = _save(self.path, ov_model, doc, info)
             _say(est, f"converted {est.fingerprint_['backbone']} to OpenVINO "
                       f"({self.precision}) in {self.conversion_s:.1f} s"
-                      + (f"; saved to {self.path}" if cacheable else ""))
+                      + (f"; saved to {self.path}" if self.saved else ""))
         else:
             ov_model, info = loaded
+            self.saved = True
             _say(est, f"OpenVINO model of {est.fingerprint_['backbone']} ({self.precision}) "
                       f"read from {self.path}")
         self.feature_shape = tuple(info["feature_shape"])
@@ -224,11 +271,11 @@ class OpenVINORunner:
                    if k not in ("precision", "calibration", "quantizer")}
             key, doc = model_id(f32)
             path = os.path.join(model_cache_dir(), key) if f32["weights"] else None
-            loaded = _load(path)
+            loaded = _load(path, doc, est.pooling, self._known_weights)
             if loaded is None:
                 loaded = self._convert_keras(est)
                 if path is not None:
-                    _save(path, loaded[0], {**doc, **loaded[1]})
+                    _save(path, loaded[0], doc, loaded[1])
             images = calibration() if callable(calibration) else calibration
             return quantize(loaded[0], images, quiet=est.verbose < 2), loaded[1]
         return self._convert_keras(est)
@@ -284,17 +331,80 @@ def _say(est, message):
         print(f"[CNNFeatureTransformer] {message}", flush=True)
 
 
-def _load(path):
-    """``(model, info)`` of a converted model folder, or None when there is none
-    (a damaged one is moved aside and removed)."""
-    if path is None or not os.path.isdir(path):
-        return None
+def _digest_file(path):
+    """``{"size", "sha256"}`` of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return {"size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def _info_digest(info):
+    body = {k: v for k, v in info.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class _Damaged(Exception):
+    """Why a model folder cannot be used as it is."""
+
+
+def _check(path, doc, known_weights):
+    """The folder's ``info`` when every check passes; else raise :class:`_Damaged`."""
     try:
         with open(os.path.join(path, "info.json"), encoding="utf-8") as f:
             info = json.load(f)
-        model = _ov_core().read_model(os.path.join(path, "model.xml"))
-        _ = info["feature_shape"], info["n_folded"], info["weights_sha256"]
-    except Exception:  # unreadable: converted again, and replaced
+    except (OSError, ValueError) as e:
+        raise _Damaged(f"info.json cannot be read ({e})") from e
+    if not isinstance(info, dict) or info.get("sha256") != _info_digest(info):
+        raise _Damaged("info.json does not match its own SHA-256 (edited or damaged)")
+    if {k: info.get(k) for k in doc} != doc:
+        raise _Damaged("info.json describes another model than its folder's id")
+    files = info.get("files")
+    for name in MODEL_FILES:
+        recorded = files.get(name) if isinstance(files, dict) else None
+        try:
+            size = os.path.getsize(os.path.join(path, name))
+        except OSError as e:
+            raise _Damaged(f"{name} cannot be read ({e})") from e
+        if not isinstance(recorded, dict) or recorded.get("size") != size:
+            raise _Damaged(f"{name} has {size} bytes, not the {recorded and recorded.get('size')} "
+                           "recorded in info.json")
+        if _digest_file(os.path.join(path, name))["sha256"] != recorded.get("sha256"):
+            raise _Damaged(f"{name} does not match the SHA-256 recorded in info.json")
+    if known_weights is not None and info.get("weights_sha256") != known_weights:
+        raise _Damaged("it was converted from other weights than the network built here "
+                       f"(SHA-256 {str(info.get('weights_sha256'))[:12]}... instead of "
+                       f"{known_weights[:12]}...)")
+    shape, n_folded = info.get("feature_shape"), info.get("n_folded")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)
+            and isinstance(n_folded, int) and isinstance(info.get("weights_sha256"), str)):
+        raise _Damaged("info.json lacks feature_shape, n_folded or weights_sha256")
+    return info
+
+
+def _load(path, doc, pooling, known_weights=None):
+    """``(model, info)`` of the converted model folder ``path``, checked (see the
+    module's docstring); None when there is none, or when it fails a check (it
+    is then removed, with a :class:`ConvertedModelWarning` naming it)."""
+    if path is None or not os.path.isdir(path):
+        return None
+    try:
+        info = _check(path, doc, known_weights)
+        try:
+            model = _ov_core().read_model(os.path.join(path, "model.xml"))
+            out = model.outputs[0].get_partial_shape()
+            got = [d.get_length() if d.is_static else None for d in out][1:]
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and others
+            raise _Damaged(f"OpenVINO cannot read it ({type(e).__name__}: {e})") from e
+        shape = info["feature_shape"]
+        want = int(np.prod(shape)) if pooling is None else shape[-1]
+        if None in got or int(np.prod(got)) != want:
+            raise _Damaged(f"its graph gives {got} features per image, not the {want} of the "
+                           f"feature shape {shape} recorded in info.json")
+    except _Damaged as e:
+        warnings.warn(f"The converted OpenVINO model in {path} is not used: {e}. It is removed "
+                      "and converted again.", ConvertedModelWarning, stacklevel=4)
         _discard(path)
         return None
     return model, info
@@ -306,18 +416,35 @@ def _discard(path):
     remove_tree(path)
 
 
-def _save(path, ov_model, info):
-    """Publish the model folder atomically (:func:`~skbottleneck.fileio.atomic_folder`)."""
+def _save(path, ov_model, doc, info):
+    """Publish the model folder whole (:func:`~skbottleneck.fileio.atomic_folder`);
+    whether it is on disk. Any error (read-only, not a folder, disk full, an
+    error of ``ov.save_model``) leaves no temporary folder and is said once
+    per folder and process (a :class:`ConvertedModelWarning`): the model is
+    used from memory."""
     from ..fileio import atomic_folder, remove_stale_tmp
 
     ov = import_openvino()
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    remove_stale_tmp(parent)
     try:
+        os.makedirs(parent, exist_ok=True)
+        remove_stale_tmp(parent)
         with atomic_folder(path) as tmp:
             ov.save_model(ov_model, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
+            info = {**doc, **info, "files": {name: _digest_file(os.path.join(tmp, name))
+                                             for name in MODEL_FILES}}
+            info["sha256"] = _info_digest(info)
             with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
                 json.dump(info, f, sort_keys=True, indent=1)
-    except OSError:  # another process published its copy first, or the disk is full:
-        return  # the model is used from memory
+    except Exception as e:  # noqa: BLE001 - ov.save_model fails with RuntimeError too
+        if isinstance(e, FileExistsError) and os.path.isdir(path):
+            return True  # another process published the same model first
+        if parent not in _UNWRITABLE:
+            _UNWRITABLE.add(parent)
+            warnings.warn(
+                f"The converted OpenVINO model cannot be kept in {path} ({type(e).__name__}: "
+                f"{e}); this run uses it from memory, and the next one converts it again. Set "
+                "SKBOTTLENECK_CACHE_DIR to a writable folder to keep it.",
+                ConvertedModelWarning, stacklevel=4)
+        return False
+    return True

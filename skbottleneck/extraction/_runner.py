@@ -12,6 +12,7 @@ transformer whose ``runtime_`` is ``"openvino"`` gets an
 :class:`~._openvino.OpenVINORunner` (the same graph, converted) instead.
 """
 
+import functools
 import hashlib
 import json
 import threading
@@ -117,11 +118,15 @@ class CNNRunner:
         signature = [tf.TensorSpec([None, height, width, 3], tf.uint8)]
         # the whole-batch graph (also what OpenVINO converts) and, on a CPU,
         # the same graph on sub-batches: the faster is measured and kept
-        self._fn = tf.function(call, input_signature=signature, reduce_retracing=True)
+        # functools.partial: TensorFlow counts traces per function code object, so every
+        # runner's closure would share one count (and warn of "retracing" after 5 runners);
+        # a partial is counted on its own, and each traces once (a fixed signature)
+        self._fn = tf.function(functools.partial(call), input_signature=signature,
+                               reduce_retracing=True)
         schemes = {WHOLE: self._fn}
         if not tf.config.list_physical_devices("GPU"):
-            schemes[SPLIT] = tf.function(split_graph(tf, call), input_signature=signature,
-                                         reduce_retracing=True)
+            schemes[SPLIT] = tf.function(functools.partial(split_graph(tf, call)),
+                                         input_signature=signature, reduce_retracing=True)
         self.schemes = SchemeChooser(schemes)
 
     def __call__(self, images):

@@ -11,7 +11,6 @@ from :meth:`~CNNFeatureTransformer.extract` as an :class:`ExtractionResult`.
 import json
 import os
 import warnings
-import weakref
 from numbers import Integral
 
 import numpy as np
@@ -19,44 +18,20 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..chunks import is_row_source
 from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
-from ..utils import check_paths, is_store
+from ..utils import check_paths
 from ._cluster import active_client, cluster_error, cluster_path, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
 from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
 from ._int8 import calibration_set
 from ._openvino import resolve_runtime
 from ._runner import get_runner
-from ._views import check_views
+from ._views import check_views, check_views_fit
 
 __all__ = ["CNNFeatureTransformer"]
-
-# The result of each transformer's last run, for the deprecated attributes
-# (kept out of the estimator's __dict__: transform sets no attribute).
-_LAST_RESULT = weakref.WeakKeyDictionary()
-_DEPRECATION = ("{name} is deprecated since skbottleneck 0.2 and will be removed in 0.3: "
-                "transform no longer records what it did on the estimator. Use "
-                "result = transformer.extract(X) (result.{field}), or store.extraction for "
-                "extract(X, store=...).")
-
-
-def _deprecated_result(name, field, doc):
-    def getter(self):
-        result = _LAST_RESULT.get(self)
-        cluster = field == "stats['cluster']"
-        if result is None or (cluster and "cluster" not in result.stats):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        warnings.warn(_DEPRECATION.format(name=name, field=field), FutureWarning, stacklevel=2)
-        if cluster:
-            return result.stats["cluster"]
-        if field == "stats":
-            return {k: v for k, v in result.stats.items() if k != "cluster"}
-        return getattr(result, field)
-
-    return property(getter, doc=f"Deprecated: {doc}")
-
 
 class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     """Extract pretrained-CNN "bottleneck" features from image files.
@@ -161,10 +136,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     calibration_ : dict or None
         int8: ``id`` (of the calibration images' content, in the
         fingerprint), ``paths`` and ``n_images``. None for float32.
-    failed_, kept_, extraction_stats_, cluster_stats_
-        Deprecated (0.2; removed in 0.3): what the last run did, now
-        returned by :meth:`extract` (:class:`ExtractionResult`). Reading
-        them warns.
 
     Examples
     --------
@@ -196,11 +167,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
         "verbose": ["verbose"],
     }
-
-    failed_ = _deprecated_result("failed_", "failed", "(path, reason) of the images skipped.")
-    kept_ = _deprecated_result("kept_", "kept", "indices of the rows returned.")
-    extraction_stats_ = _deprecated_result("extraction_stats_", "stats", "counts and seconds.")
-    cluster_stats_ = _deprecated_result("cluster_stats_", "stats['cluster']", "Dask statistics.")
 
     def __init__(
         self,
@@ -271,7 +237,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling is None else int(
             self.feature_shape_[-1]
         )
-        if is_store(X):
+        if is_row_source(X):
             check_store(X, self.fingerprint_)
         return self
 
@@ -294,7 +260,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             ``on_error="skip"``; :meth:`extract` tells which).
         """
         check_is_fitted(self, "n_features_out_")
-        if is_store(X):
+        if is_row_source(X):
             check_store(X, self._checked_fingerprint())
             return X
         return self._extract_in_memory(check_paths(X), None, cluster=None).features
@@ -370,6 +336,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             self.fit(X)
         paths = check_paths(X)
         views = check_views(augment)
+        check_views_fit(views, store, len(paths), self.n_features_out_, self.dtype)  # at once
         if y is not None:
             y = np.asarray(y)
             if len(y) != len(paths):
@@ -453,7 +420,6 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         result.y = None if y is None else np.repeat(y[result.kept], v)
         if views is not None:
             result.groups, result.views = _view_index(result.kept, v)
-        _LAST_RESULT[self] = result
         return result
 
     def _extract_to_store(self, paths, y, store, *, overwrite, wait, cluster, views=None):
@@ -504,7 +470,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         result.features, result.kept, result.failed = out, keep, failed
         if views is not None:
             result.groups, result.views = _view_index(keep, v)
-        out.extraction = _LAST_RESULT[self] = result
+        out.extraction = result
         return out
 
     # -------------------------------------------------------------- helpers

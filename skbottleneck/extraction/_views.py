@@ -16,6 +16,7 @@ reproduced elsewhere.
 
 import hashlib
 import json
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +25,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from ..images import load_image
 
-__all__ = ["ImageViews", "check_views", "derive_view_keys"]
+__all__ = ["ImageViews", "check_views", "check_views_fit", "derive_view_keys"]
 
 #: Bump when the rendering of a view changes (the view keys change with it).
 VIEWS_FORMAT_VERSION = 1
@@ -89,9 +90,13 @@ class ImageViews(BaseEstimator):
 
     def view(self, index):
         """The transformation of view ``index``, as a JSON-able dict."""
+        return self._view(index, None if index == 0 else self._validate())
+
+    def _view(self, index, scales):
+        """:meth:`view` with the parameters checked once by the caller (``scales``):
+        ``describe`` and ``key_specs`` of many views cost a seeded draw each."""
         if index == 0:
             return {"identity": True}
-        scales = self._validate()
         rng = np.random.default_rng([int(self.random_state), int(index)])
         scale = scales[(index - 1) // 2 % len(scales)] if self.flip else scales[
             (index - 1) % len(scales)]
@@ -105,16 +110,20 @@ class ImageViews(BaseEstimator):
             "saturation": round(float(factors[2]), 4),
         }
 
+    def _views(self, start=0, stop=None):
+        scales = self._validate()
+        return [self._view(i, scales) for i in range(start, self.n_views if stop is None
+                                                     else stop)]
+
     def describe(self):
         """Every view's transformation: a JSON string (recorded in stores)."""
-        return json.dumps({"version": VIEWS_FORMAT_VERSION,
-                           "views": [self.view(i) for i in range(self.n_views)]},
+        return json.dumps({"version": VIEWS_FORMAT_VERSION, "views": self._views()},
                           sort_keys=True)
 
     def key_specs(self):
         """What each view adds to an image's content key (bytes; view 0 adds nothing)."""
-        return [json.dumps([VIEWS_FORMAT_VERSION, self.view(i)], sort_keys=True).encode()
-                for i in range(1, self.n_views)]
+        return [json.dumps([VIEWS_FORMAT_VERSION, view], sort_keys=True).encode()
+                for view in self._views(1)]
 
     def view_keys(self, key):
         """The cache keys of the views of the image whose content key is ``key``."""
@@ -135,8 +144,7 @@ class ImageViews(BaseEstimator):
             return out
         full = Image.fromarray(load_image(path, None, data=data))
         w, h = full.size
-        for i in range(1, self.n_views):
-            spec = self.view(i)
+        for i, spec in enumerate(self._views(1), start=1):
             x0, y0, scale = spec["crop"]
             box = (x0 * w, y0 * h, (x0 + scale) * w, (y0 + scale) * h)
             img = full.resize((width, height), Image.Resampling.BILINEAR, box=box)
@@ -167,3 +175,30 @@ def check_views(augment):
         return None
     views._validate()
     return None if views.n_views == 1 else views
+
+
+def check_views_fit(views, store, n_images, n_features, dtype):
+    """Refuse at once the views of a new ``store`` that cannot fit on its disk.
+
+    Run before anything is computed: describing a million views (recorded in
+    the store) takes minutes, after which the writer's own check refused them.
+    A store that exists, or is partly written, is left to the writer's check
+    (it counts only the rows missing).
+
+    Raises
+    ------
+    skbottleneck.store.InsufficientDiskSpaceError
+        ``n_images * n_views`` rows of ``n_features`` do not fit.
+    """
+    if views is None or store is None:
+        return
+    store = os.fspath(store)
+    if os.path.exists(store) or os.path.exists(store + ".partial"):
+        return
+    from ..store import check_disk_space
+
+    itemsize = np.dtype(dtype).itemsize
+    n_rows = n_images * views.n_views
+    check_disk_space(os.path.dirname(os.path.abspath(store)), n_rows * n_features * itemsize,
+                     what=f"features of {n_images} images x {views.n_views} views x "
+                          f"{n_features} x {itemsize} bytes")

@@ -4,7 +4,9 @@
 classifier chunk by chunk; :class:`KerasMLPClassifier` trains a Keras MLP
 the same way. Both read their data through :mod:`skbottleneck.chunks` and
 share their parameters, checks and epoch / early-stopping loop
-(``heads/_base.py``). :func:`build_head` builds one by name (:data:`HEADS`).
+(``heads/_base.py``). :func:`build_head` builds one by name (:data:`HEADS`);
+:func:`choose_head` picks the exact solver or the out-of-core loop for a
+store and a memory budget, as ``skbottleneck train`` does.
 
 Importing this package does not import TensorFlow; a Keras head's first
 ``fit`` does.
@@ -18,9 +20,13 @@ HEADS = ("logreg", "sgd", "mlp", "keras-mlp")
 # name -> module; imported on first use, so that the command line's parser
 # (which needs HEADS) does not pay for scikit-learn
 _LAZY = {"IncrementalClassifier": "_incremental", "KerasMLPClassifier": "_keras_mlp",
-         "build_head": "_factory"}
+         **{name: "_factory" for name in ("HeadChoice", "build_head", "choose_head", "fit_head",
+                                          "image_pipeline", "memory_budget",
+                                          "available_memory", "exact_logreg")}}
 
-__all__ = ["HEADS", "IncrementalClassifier", "KerasMLPClassifier", "build_head"]
+__all__ = ["HEADS", "HeadChoice", "IncrementalClassifier", "KerasMLPClassifier",
+           "available_memory", "build_head", "choose_head", "exact_logreg", "fit_head",
+           "image_pipeline", "memory_budget"]
 
 
 def __getattr__(name):

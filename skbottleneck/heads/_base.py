@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
-from ..chunks import as_chunk_source, is_chunk_source
+from ..chunks import as_chunk_source, is_chunk_source, is_rows_path
 from ..feature_space import feature_space_of, mismatch, space_of_head
 
 __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_chunk"]
@@ -117,6 +117,7 @@ class ChunkedHeadMixin:
         from sklearn.metrics import accuracy_score
         from sklearn.utils.validation import check_is_fitted
 
+        X = _open_rows_path(X)
         if not is_chunk_source(X):
             return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
         check_is_fitted(self)
@@ -166,6 +167,7 @@ class ChunkedHeadMixin:
         A FeatureStore's feature space is recorded (``reset``) or checked
         (:meth:`_track_feature_space`).
         """
+        X = _open_rows_path(X)
         self._track_feature_space(X, reset=reset)
         if is_chunk_source(X):
             return self._wrap(X, y, sample_weight)
@@ -323,3 +325,12 @@ class ChunkedHeadMixin:
                 f"partial_fit or fit: {self.classes_!r}."
             )
         return False
+
+
+def _open_rows_path(X):
+    """A store or feature file named by its path (``.h5``, ``.parquet``, ``.npy``, ``.csv``), opened."""
+    if not is_rows_path(X):
+        return X
+    from ..store import open_rows
+
+    return open_rows(X)

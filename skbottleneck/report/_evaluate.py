@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ..utils import is_store
+from ..chunks import is_row_source
 from ._figures import history_of, import_matplotlib, plot_confusion_matrix, plot_learning_curve
 from ._html import write_evaluation_html
 
@@ -80,7 +80,7 @@ def _predict(model, X, chunk_size, scores=False):
     """
     features, rest = _split_pipeline(model)
     kind = _score_kind(model) if scores else None
-    if is_store(X):
+    if is_row_source(X):
         if features is not None:
             features.transform(X)  # raises if the store holds another model's features
         parts, score_parts = [], []
@@ -178,7 +178,7 @@ def _metrics(y_true, y_pred, labels):
 
 # ------------------------------------------------------------------- report
 def _sample_names(X, kept):
-    if is_store(X):
+    if is_row_source(X):
         paths = getattr(X, "paths", None)
         return None if paths is None else [str(p) for p in np.asarray(paths)[kept]]
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "fiub":
@@ -287,7 +287,7 @@ def report(model, X, y=None, out_dir="report", *, normalize="true", labels=None,
 
     check_feature_space(model, X)  # a head of one feature space on features of another
     if y is None:
-        if not is_store(X):
+        if not is_row_source(X):
             raise ValueError("report needs the true labels y (or a FeatureStore X that holds labels).")
         y = X.labels
     if y is None:

@@ -88,16 +88,20 @@ Its modules are the stages of a store:
   errors of a store being written;
 * ``_lock``: the lock file, one writer at a time;
 * ``_journal``: the ``.partial`` folder, its manifest and journal;
-* ``_data_file``: ``data.h5``, created with its whole structure, checked
-  when a run resumes;
-* ``_writer``: :class:`StoreWriter`;
-* ``_subset_writer``: :meth:`StoreWriter.finalize_subset`;
+* ``_data_file``: :class:`DataFile`, ``data.h5``: created with its whole
+  structure, checked when a run resumes, rows written at their offsets;
+* ``_writer``: :class:`StoreWriter` (and :meth:`StoreWriter.finalize_subset`);
 * ``_reader``: :class:`FeatureStore`;
-* ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store.
+* ``_subset``: :class:`StoreSubset`, some rows of a store seen as a store;
+* ``_open``: :func:`open_rows`, a store or a feature file (Parquet, ``.npy``,
+  CSV) opened as a row source;
+* ``_export``: :meth:`FeatureStore.to_parquet` / :meth:`FeatureStore.to_numpy`
+  written to files, streamed in chunks.
 """
 
 from ..fileio import StoreWarning, UnsupportedFormatError
 from ._format import InsufficientDiskSpaceError, StoreLockedError, check_disk_space
+from ._open import open_rows
 from ._reader import FeatureStore
 from ._subset import StoreSubset
 from ._writer import StoreWriter
@@ -111,4 +115,5 @@ __all__ = [
     "StoreWriter",
     "UnsupportedFormatError",
     "check_disk_space",
+    "open_rows",
 ]

@@ -121,11 +121,6 @@ class PartialFolder:
         write_file_atomic(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True).encode())
 
     # -- the journal
-    def clear_journal(self):
-        """Forget every row written (``data.h5`` is about to be created again)."""
-        for name in listdir(self.journal_dir):
-            unlink_quietly(os.path.join(self.journal_dir, name))
-
     def load_journal(self, done):
         """Set ``done[rows] = True`` for the rows every journal file records.
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..chunks import block_bounds, default_block_rows, iter_chunk_positions
+from ..chunks import RowSourceMixin, check_rows, iter_row_chunks
 from ..fileio import (
     UnsupportedFormatError,
     output_dtype,
@@ -28,39 +28,8 @@ from ._format import STORE_FORMAT_VERSION, STORE_SCHEMA
 __all__ = ["FeatureStore"]
 
 
-def check_indices(indices, n_rows):
-    """Row numbers in ``[0, n_rows)`` of an index array or boolean mask.
-
-    Parameters
-    ----------
-    indices : array-like of int or bool
-        Rows in any order (negative counts from the end), or a mask of
-        ``n_rows`` booleans.
-    n_rows : int
-
-    Returns
-    -------
-    rows : ndarray of int64
-
-    Raises
-    ------
-    IndexError
-        Not 1-D integers or a mask of that length, or out of range.
-    """
-    idx = np.asarray(indices)
-    if idx.dtype == bool:
-        if idx.shape != (n_rows,):
-            raise IndexError(f"boolean index must have shape ({n_rows},); got {idx.shape}.")
-        return np.flatnonzero(idx)
-    if idx.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if idx.dtype.kind not in "iu" or idx.ndim != 1:
-        raise IndexError(f"indices must be a 1-D array of integers or booleans; got "
-                         f"{idx.dtype} {idx.shape}.")
-    idx = idx.astype(np.int64)
-    if idx.min() < -n_rows or idx.max() >= n_rows:
-        raise IndexError(f"index out of range for a store of {n_rows} rows.")
-    return np.where(idx < 0, idx + n_rows, idx)
+#: Row numbers of an index array or boolean mask (the row protocol's check).
+check_indices = check_rows
 
 
 def _read_attrs(f):
@@ -88,28 +57,6 @@ def _read_keys(f):
     return arr.view(f"V{arr.shape[1]}").ravel().tolist() if arr.shape[1] else [b""] * len(arr)
 
 
-def iter_chunk_rows(n_rows, row_nbytes, chunk_size, *, shuffle, random_state, block_rows):
-    """The rows of each chunk of :meth:`FeatureStore.iter_chunks` (positions in ``[0, n_rows)``).
-
-    ``row_nbytes`` (bytes of a stored row) sizes the blocks when
-    ``block_rows`` is None; see :func:`~skbottleneck.chunks.iter_chunk_positions`.
-    """
-    chunk_size = operator.index(chunk_size)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
-
-    rng = None
-    if shuffle:
-        from sklearn.utils import check_random_state
-
-        rng = check_random_state(random_state)
-    if block_rows is None:
-        block_rows = default_block_rows(row_nbytes, chunk_size)
-    block_rows = max(1, min(operator.index(block_rows), chunk_size))
-    bounds = block_bounds(n_rows, block_rows)
-    yield from iter_chunk_positions(bounds, chunk_size, shuffle=shuffle, rng=rng)
-
-
 class ClosingMixin:
     """``with`` closes the object (its ``close()``), and so does garbage collection."""
 
@@ -126,7 +73,7 @@ class ClosingMixin:
             pass
 
 
-class FeatureStore(ClosingMixin):
+class FeatureStore(RowSourceMixin, ClosingMixin):
     """A finished feature store, open for reading (read-only).
 
     Serves features larger than memory: :meth:`iter_chunks` for
@@ -178,9 +125,6 @@ class FeatureStore(ClosingMixin):
     >>> sizes
     [4, 4, 2]
     """
-
-    #: iter_chunks already permutes the rows of each chunk: readers need not again.
-    shuffles_within_chunks = True
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
@@ -242,10 +186,6 @@ class FeatureStore(ClosingMixin):
     # -- attributes
     def __len__(self):
         return self._n_rows
-
-    @property
-    def shape(self):
-        return (self._n_rows, self.n_features)
 
     @property
     def metadata(self):
@@ -366,19 +306,66 @@ class FeatureStore(ClosingMixin):
             return self.read_rows(item)[0]
         return self.read_rows([i])[0][0]
 
-    def to_numpy(self, dtype=None):
-        """All the features in memory.
+    def to_numpy(self, path=None, *, dtype=None, chunk_size="64MiB"):
+        """All the features in memory, or written to a ``.npy`` file.
 
         Parameters
         ----------
+        path : str or path-like, default=None
+            None: return the features. A path: write them there in their
+            stored dtype, a chunk at a time (and the labels to
+            ``<name>.labels.npy``), atomically; see
+            :func:`~skbottleneck.store._export.export_numpy`.
         dtype : dtype, default=None
-            See :attr:`dtype`.
+            Of the returned features (in memory only); see :attr:`dtype`.
+        chunk_size : int or str, default="64MiB"
+            Rows written at a time (to a file).
 
         Returns
         -------
-        X : ndarray of shape (n_rows, n_features)
+        X : ndarray of shape (n_rows, n_features), or the path written (str)
         """
+        if path is not None:
+            from ._export import export_numpy
+
+            return export_numpy(self, path, chunk_size=chunk_size)
         return self.read_rows(np.arange(self._n_rows), dtype=dtype)[0]
+
+    def to_parquet(self, path, *, chunk_size="16MiB", compression="snappy"):
+        """Write the store to a Parquet file, a chunk at a time (bounded memory).
+
+        One row per stored row, in store order, with the columns ``key``
+        (content key), ``path``, ``label`` and ``features``
+        (``FixedSizeList<float32>``, or ``<float16>`` as stored); one row
+        group per chunk; written to a temporary name and renamed.
+
+        Parameters
+        ----------
+        path : str or path-like
+        chunk_size : int or str, default="16MiB"
+            Rows per row group (a count, or bytes of stored rows); the
+            writer's memory is about 8 times a row group.
+        compression : str, default="snappy"
+
+        Returns
+        -------
+        path : str
+
+        Examples
+        --------
+        >>> import numpy as np, pyarrow.parquet as pq
+        >>> from skbottleneck.store import StoreWriter
+        >>> w = StoreWriter(tmp_dir / "s.h5", paths=["a.jpg", "b.jpg"], labels=["cat", "dog"],
+        ...                 n_features=3)
+        >>> w.write_rows([0, 1], np.ones((2, 3)))
+        >>> table = pq.read_table(w.finalize().to_parquet(tmp_dir / "s.parquet"))
+        >>> vectors = table["features"].type
+        >>> table.column_names, vectors.list_size, str(vectors.value_type)
+        (['key', 'path', 'label', 'features'], 3, 'float')
+        """
+        from ._export import export_parquet
+
+        return export_parquet(self, path, chunk_size=chunk_size, compression=compression)
 
     def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None, dtype=None,
                     block_rows=None):
@@ -387,7 +374,8 @@ class FeatureStore(ClosingMixin):
         With ``shuffle=True`` the rows are cut into blocks of consecutive
         rows (at most 128 KiB each), the blocks are put in a random order
         and dealt into chunks of ``chunk_size`` rows, and the rows of each
-        chunk are permuted (:func:`~skbottleneck.chunks.iter_chunk_positions`):
+        chunk are permuted (the one chunk iterator of the row protocol,
+        :func:`~skbottleneck.chunks.iter_row_chunks`):
         every chunk mixes rows from all over the store (a store sorted by
         class still gives mixed chunks), while reads stay sequential
         blocks. Memory holds about one chunk at a time.
@@ -412,14 +400,8 @@ class FeatureStore(ClosingMixin):
         X : ndarray of shape (n_chunk, n_features)
         y : ndarray of shape (n_chunk,) or None
         """
-        rows_of_chunks = iter_chunk_rows(self._n_rows, self._row_nbytes, chunk_size,
-                                         shuffle=shuffle, random_state=random_state,
-                                         block_rows=block_rows)
-        out_dtype = self._out_dtype(dtype)
-        labels = self.labels
-        for rows in rows_of_chunks:
-            X = self._read_into(rows, np.empty((len(rows), self.n_features), out_dtype))
-            yield X, (None if labels is None else labels[rows])
+        return iter_row_chunks(self, chunk_size, shuffle=shuffle, random_state=random_state,
+                               dtype=dtype, block_rows=block_rows)
 
     # -- life cycle
     def close(self):

@@ -2,16 +2,17 @@
 
 import numpy as np
 
-from ._reader import check_indices, iter_chunk_rows
+from ..chunks import RowSubset
 
 __all__ = ["StoreSubset"]
 
 
-class StoreSubset:
+class StoreSubset(RowSubset):
     """Some rows of a :class:`FeatureStore`, seen as a store.
 
-    Has the interface the heads read (``len``, ``n_features``, ``labels``,
-    ``read_rows``, ``iter_chunks``), so a head trains out of core on the
+    A :class:`~skbottleneck.chunks.RowSource` (a
+    :class:`~skbottleneck.chunks.RowSubset` with the store's ``paths``,
+    ``path`` and ``metadata``), so a head trains out of core on the
     training rows of a split only: the other rows are never read.
 
     Parameters
@@ -49,26 +50,10 @@ class StoreSubset:
     [2, 1]
     """
 
-    #: iter_chunks already permutes the rows of each chunk: readers need not again.
-    shuffles_within_chunks = True
-
-    def __init__(self, store, rows):
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
-        n = len(store)
-        if len(rows) and (rows[0] < 0 or rows[-1] >= n):
-            raise IndexError(f"rows of a StoreSubset must be in [0, {n}) for a store of {n} "
-                             f"rows; got {rows[0]}..{rows[-1]}.")
-        self.store = store
-        self.rows = rows
-        self.n_features = store.n_features
-        self.dtype = np.dtype(store.dtype)
-
-    def __len__(self):
-        return len(self.rows)
-
     @property
-    def shape(self):
-        return (len(self.rows), self.n_features)
+    def store(self):
+        """The whole store."""
+        return self.source
 
     @property
     def path(self):
@@ -81,61 +66,9 @@ class StoreSubset:
         return getattr(self.store, "metadata", {})
 
     @property
-    def labels(self):
-        """Labels of the subset's rows, or ``None``."""
-        labels = self.store.labels
-        return None if labels is None else np.asarray(labels)[self.rows]
-
-    @property
     def paths(self):
         """Image paths of the subset's rows (ndarray of str)."""
         return np.asarray(self.store.paths)[self.rows]
-
-    def read_rows(self, indices, *, dtype=None):
-        """Features and labels of positions ``indices`` of the subset.
-
-        Parameters
-        ----------
-        indices : array-like of int or bool mask
-            Positions in the subset (``0 .. len(self) - 1``; negative
-            counts from the end), any order.
-        dtype : dtype, default=None
-            Of the returned features; see :attr:`FeatureStore.dtype`.
-
-        Returns
-        -------
-        X : ndarray of shape (n_indices, n_features)
-        y : ndarray of shape (n_indices,) or None
-        """
-        return self.store.read_rows(self.rows[check_indices(indices, len(self.rows))], dtype=dtype)
-
-    def iter_chunks(self, chunk_size=1024, *, shuffle=True, random_state=None, dtype=None,
-                    block_rows=None):
-        """Iterate over the subset's features in chunks, each row exactly once.
-
-        The block shuffle of :meth:`FeatureStore.iter_chunks`, over the
-        subset's rows: blocks of neighbouring rows of the subset (sized
-        from the store's bytes per row), in a random order, dealt into
-        chunks, rows permuted within each chunk.
-
-        Parameters
-        ----------
-        chunk_size : int, default=1024
-        shuffle : bool, default=True
-        random_state : int, RandomState instance or None, default=None
-        dtype : dtype, default=None
-        block_rows : int, default=None
-            See :meth:`FeatureStore.iter_chunks`.
-
-        Yields
-        ------
-        X : ndarray of shape (n_chunk, n_features)
-        y : ndarray of shape (n_chunk,) or None
-        """
-        for positions in iter_chunk_rows(len(self.rows), self.n_features * self.dtype.itemsize,
-                                         chunk_size, shuffle=shuffle, random_state=random_state,
-                                         block_rows=block_rows):
-            yield self.store.read_rows(self.rows[positions], dtype=dtype)
 
     def __repr__(self):
         return f"StoreSubset({self.store!r}, n_rows={len(self.rows)})"

@@ -4,8 +4,12 @@ The store is assembled in ``<path>.partial/`` (see :mod:`._journal`):
 ``data.h5`` is created once with its whole HDF5 structure and its feature
 storage allocated, rows are then written in place with ``pwrite`` and
 recorded in the journal, and :meth:`StoreWriter.finalize` renames the file
-into place. :meth:`StoreWriter.finalize_subset` (see :mod:`._subset_writer`)
-publishes only some of the rows instead.
+into place. :meth:`StoreWriter.finalize_subset` publishes only some of the
+rows instead: they are copied, in order, into a second store assembled as
+``<path>.partial/subset.h5`` (itself written by a :class:`StoreWriter`, so a
+copy killed midway resumes), which then replaces ``<path>`` atomically; it
+records (``subset_of``) the identity of the writer it was cut from, so that
+a writer created again with the same arguments finds it finished.
 
 One writer at a time: a writer holds ``<path>.lock`` (see :mod:`._lock`)
 from its creation to its ``finalize`` or ``close``. Nothing else is
@@ -21,17 +25,7 @@ import threading
 
 import numpy as np
 
-from ..fileio import (
-    UnsupportedFormatError,
-    canonical_json,
-    check_storage_dtype,
-    fdatasync,
-    fsync_dir,
-    pwrite,
-    read_rows_at,
-    row_offsets,
-    sha256,
-)
+from ..fileio import UnsupportedFormatError, canonical_json, check_storage_dtype, fsync_dir, sha256
 from ._format import (
     STORE_FORMAT_VERSION,
     SUBSET_OF_ATTR,
@@ -43,13 +37,25 @@ from ._format import (
     check_disk_space,
     naming_errors,
 )
-from ._data_file import DamagedDataFile, create_data_file, open_data_file
+from ._data_file import DamagedDataFile, DataFile
 from ._journal import PartialFolder
 from ._lock import StoreLock, read_only
 from ._reader import ClosingMixin, FeatureStore
-from ._subset_writer import finalize_subset, is_subset_for
 
 __all__ = ["StoreWriter"]
+
+#: Bytes of rows copied per step of :meth:`StoreWriter.finalize_subset` (each
+#: step durable before the next).
+_SUBSET_COPY_BYTES = 32 << 20
+
+
+def is_subset_for(path, identity):
+    """Whether ``path`` is a store :func:`finalize_subset` cut from a writer of ``identity``."""
+    try:
+        with FeatureStore(path) as store:
+            return store.metadata.get(SUBSET_OF_ATTR) == canonical_json(identity)
+    except (UnsupportedFormatError, OSError):
+        return False
 
 
 class StoreWriter(ClosingMixin):
@@ -146,7 +152,7 @@ class StoreWriter(ClosingMixin):
     def __init__(self, path, *, paths, labels=None, keys=None, n_features, dtype="float32",
                  metadata=None, chunk_rows=None, overwrite=False, wait=True, check_space=False,
                  verbose=0):
-        self._fd = None  # first: close() works whatever fails below
+        self._data = None  # first: close() works whatever fails below
         self._store_lock = None
         self.path = os.path.abspath(os.fspath(path))
         self.partial_dir = self.path + ".partial"
@@ -172,8 +178,10 @@ class StoreWriter(ClosingMixin):
         if not (isinstance(wait, bool) or (isinstance(wait, (int, float)) and wait >= 0)):
             raise ValueError(f"wait must be True, False or a number of seconds >= 0; got {wait!r}.")
         self.wait = wait
-        self._store_dtype = np.dtype(self.dtype).newbyteorder("<")
-        self._row_nbytes = self.n_features * self._store_dtype.itemsize
+        self._data = DataFile(self._partial.data_path, store_path=self.path, n_rows=self.n_rows,
+                              n_features=self.n_features, dtype=self.dtype)
+        self._store_dtype = self._data.dtype
+        self._row_nbytes = self._data.row_nbytes
         self._identity = {
             "n_rows": self.n_rows,
             "n_features": self.n_features,
@@ -202,10 +210,6 @@ class StoreWriter(ClosingMixin):
             raise
 
     # -- setup
-    @property
-    def _data_path(self):
-        return self._partial.data_path
-
     def _start(self):
         lock_error = None
         try:
@@ -260,9 +264,9 @@ class StoreWriter(ClosingMixin):
                 )
             if theirs != self._identity or manifest.get("format_version") != STORE_FORMAT_VERSION:
                 manifest = None
-        if manifest is not None and os.path.exists(self._data_path):
+        if manifest is not None and self._data.exists():
             try:
-                self._fd, (self._firsts, self._offsets) = open_data_file(self)
+                self._data.open()
             except DamagedDataFile as e:
                 if not self.overwrite:
                     raise e.error from e.__cause__
@@ -307,7 +311,7 @@ class StoreWriter(ClosingMixin):
     def _ensure_open(self):
         """Before writing (``self._lock`` held): refuse if closed; create the partial
         folder at the first write."""
-        if self._closed or (self._fd is None and not self._create_pending):
+        if self._closed or (not self._data.is_open and not self._create_pending):
             raise ValueError(f"This StoreWriter of {self.path} is closed; create a new one "
                              "to resume.")
         if self._create_pending:
@@ -321,8 +325,10 @@ class StoreWriter(ClosingMixin):
             self._partial.write_manifest(store_path=self.path, identity=self._identity,
                                          chunk_rows=self.chunk_rows, metadata=self.metadata)
         self._done[:] = False
-        create_data_file(self)
-        self._fd, (self._firsts, self._offsets) = open_data_file(self)
+        self._data.create(attrs={"metadata": self.metadata, "identity": self._identity},
+                          paths=self._paths, labels=self._labels, labels_kind=self._labels_kind,
+                          keys=self._keys, chunk_rows=self.chunk_rows)
+        self._data.open()
         self._create_pending = False
 
     # -- public
@@ -381,18 +387,7 @@ class StoreWriter(ClosingMixin):
             if self._finished:
                 raise RuntimeError(f"{self.path} is already finalized.")
             self._ensure_open()
-            offsets = row_offsets(rows, self._firsts, self._offsets, self._row_nbytes)
-            order = np.argsort(offsets, kind="stable")
-            offs = offsets[order]
-            breaks = np.flatnonzero(np.diff(offs) != self._row_nbytes) + 1
-            bounds = np.concatenate(([0], breaks, [len(offs)]))
-            sorted_in = bool(np.all(order == np.arange(len(order))))
-            with naming_errors(self.path, self._data_path, f"write {len(rows)} rows to"):
-                for g in range(len(bounds) - 1):
-                    a, b = int(bounds[g]), int(bounds[g + 1])
-                    block = feats[a:b] if sorted_in else feats[order[a:b]]
-                    pwrite(self._fd, block, int(offs[a]))
-                fdatasync(self._fd)
+            self._data.write_rows(rows, feats)
             with naming_errors(self.path, self._partial.journal_dir,
                                "record the rows written in the journal of"):
                 self._partial.record(np.unique(rows))
@@ -420,16 +415,14 @@ class StoreWriter(ClosingMixin):
                         f"written yet (first: row {missing[0]}, {self._paths[missing[0]]!r})."
                     )
                 self._ensure_open()  # (created here if there are no rows at all)
-                with naming_errors(self.path, self._data_path, "flush"):
-                    os.fsync(self._fd)
-                self._publish(self._data_path)
+                self._data.flush()
+                self._publish(self._data.path)
         return FeatureStore(self.path)
 
     def _publish(self, finished_file):
         """Rename a durable, complete store file onto :attr:`path`; drop the partial
         folder and the lock."""
-        os.close(self._fd)  # before the rename (Windows renames no open file)
-        self._fd = None
+        self._data.close()  # before the rename (Windows renames no open file)
         try:
             with naming_errors(self.path, finished_file, "publish (rename into place)"):
                 os.replace(finished_file, self.path)
@@ -441,15 +434,6 @@ class StoreWriter(ClosingMixin):
         self._finished = True
         self._partial.remove_quietly()
         self._store_lock.release()
-
-    def _read_written_rows(self, rows, out):
-        """``out[i] = features[rows[i]]`` of rows already written (the lock held)."""
-        offsets = row_offsets(np.asarray(rows, dtype=np.int64), self._firsts, self._offsets,
-                               self._row_nbytes)
-        with naming_errors(self.path, self._data_path, "read rows back from"):
-            read_rows_at(self._fd, offsets, np.arange(len(rows)), out, self._row_nbytes,
-                          self._store_dtype)
-        return out
 
     def finalize_subset(self, rows, metadata=None):
         """Publish a store of only some rows at :attr:`path` (e.g. the readable images).
@@ -473,7 +457,44 @@ class StoreWriter(ClosingMixin):
         store : FeatureStore
             The finished store, open for reading.
         """
-        return finalize_subset(self, rows, metadata)
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) == self.n_rows:
+            return self.finalize()
+        if len(rows) == 0:
+            raise ValueError(f"finalize_subset needs at least one row of {self.path}.")
+        if self.finished:
+            return FeatureStore(self.path)
+        missing = rows[~self._done[rows]]
+        if len(missing):
+            raise ValueError(
+                f"{len(missing)} of the rows to keep in {self.path} have not been written yet "
+                f"(first: row {missing[0]}, {self._paths[missing[0]]!r})."
+            )
+        meta = dict(self.metadata)
+        meta.update(metadata or {})
+        meta[SUBSET_OF_ATTR] = canonical_json(self._identity)
+        sub = type(self)(
+            os.path.join(self.partial_dir, "subset.h5"),
+            paths=[self._paths[r] for r in rows],
+            labels=None if self._labels is None else self._labels[rows],
+            keys=None if self._keys is None else [k.tobytes() for k in self._keys[rows]],
+            n_features=self.n_features, dtype=self.dtype, metadata=meta,
+            chunk_rows=self.chunk_rows, overwrite=True,
+        )
+        try:
+            with self._lock:
+                step = max(1, _SUBSET_COPY_BYTES // self._row_nbytes)
+                todo = sub.missing_rows()
+                for i in range(0, len(todo), step):
+                    dst = todo[i:i + step]
+                    block = np.empty((len(dst), self.n_features), dtype=self._store_dtype)
+                    self._data.read_rows(rows[dst], block)
+                    sub.write_rows(dst, block)
+                sub.finalize().close()
+                self._publish(sub.path)
+        finally:
+            sub.close()  # its lock too, whatever happened (a rerun takes it again)
+        return FeatureStore(self.path)
 
     def close(self):
         """Release the file handle and the store's lock (the progress stays on disk).
@@ -482,9 +503,8 @@ class StoreWriter(ClosingMixin):
         """
         with getattr(self, "_lock", None) or threading.Lock():
             self._closed = True
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)
+            if self._data is not None:
+                self._data.close()
             if self._store_lock is not None:
                 self._store_lock.release()
 
