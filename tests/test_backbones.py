@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from skbottleneck.backbones import (
+    KERAS_HUB_PRESETS,
     PREPROCESSING_MODES,
     EfficientNetLite0,
     UnsafeCheckpointError,
@@ -402,6 +403,45 @@ def test_list_backbones_has_the_documented_names():
         assert backbone.min_size <= backbone.default_size
     assert [n for n in names if get_backbone(n).offline_weights] == [
         "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert {"dinov2_small", "siglip2_base_patch16_224", "clip_vit_base_patch16"} <= set(names)
+
+
+def test_register_backbone_is_the_path_of_built_ins_and_users(keras):
+    """A user's builder goes through register_backbone like the built-ins; a
+    name is not taken twice; a keras.Model is an entry of the same kind."""
+    from skbottleneck import CNNFeatureTransformer, register_backbone
+    from skbottleneck.backbones import Backbone, resolve_backbone
+
+    assert get_backbone("resnet50").builder == "ResNet50"
+
+    def tiny(weights, input_size, random_state):
+        inputs = keras.Input((*input_size, 3))
+        x = keras.layers.Conv2D(6, 3, strides=2)(inputs)
+        return keras.Model(inputs, keras.layers.Conv2D(5, 3)(x), name="tiny")
+
+    entry = register_backbone("_test_tiny", tiny, default_size=32, preprocessing="tf",
+                              feature_dim=5, overwrite=True)
+    assert get_backbone("_test_tiny") is entry and "_test_tiny" in list_backbones("_test*")
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("_test_tiny", tiny, default_size=32)
+    a = entry.build(weights=None, random_state=3)
+    b = entry.build(weights=None, random_state=3)
+    assert [np.array_equal(np.asarray(u), np.asarray(v))
+            for u, v in zip(a.weights, b.weights)] == [True] * len(a.weights)
+    assert entry.weights_identity(None, 3).startswith("random:3:")
+
+    cnn = CNNFeatureTransformer("_test_tiny", weights=None, random_state=3, cache_dir=None)
+    cnn.fit()
+    assert cnn.n_features_out_ == 5 and cnn.pooling_ == "avg"
+    assert cnn.fingerprint_["preprocessing"] == "tf"
+
+    model = tiny(None, (32, 32), None)
+    user = resolve_backbone(model)
+    assert isinstance(user, Backbone) and user.name == "tiny" and user.default_size == 32
+    assert user.build(weights="ignored") is model
+    assert user.weights_identity().startswith("model:")
+    with pytest.raises(ValueError, match="'pooling'.*'cls'"):
+        CNNFeatureTransformer("_test_tiny", pooling="cls", weights=None, cache_dir=None).fit()
 
 
 def test_default_sizes():
@@ -575,7 +615,7 @@ def test_import_does_not_import_tensorflow():
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_BUILD else n
-    for n in list_backbones()
+    for n in list_backbones() if n not in KERAS_HUB_PRESETS  # tests/test_keras_hub.py
 ])
 def test_every_backbone_builds_with_random_weights(name):
     backbone = get_backbone(name)

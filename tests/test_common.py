@@ -26,7 +26,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skbottleneck
-from skbottleneck import AugmentedClassifier, CNNFeatureTransformer
+from skbottleneck import AugmentedClassifier, CNNFeatureTransformer, ZeroShotClassifier
 from skbottleneck.heads import IncrementalClassifier, KerasMLPClassifier
 
 FAST_INSTANCES = {
@@ -53,9 +53,11 @@ FAST_INSTANCES = {
                                                   input_size=32, cache_dir=None),
                             SGDClassifier(loss="log_loss", random_state=0), augment=2),
     ],
+    # image paths in, no training (tests/test_keras_hub.py fits it on tiny presets)
+    ZeroShotClassifier: [ZeroShotClassifier("siglip2_base_patch16_224", labels=["a", "b"])],
 }
 # estimators taking image paths: scikit-learn runs only their input-free checks
-IMAGE_ESTIMATORS = (CNNFeatureTransformer, AugmentedClassifier)
+IMAGE_ESTIMATORS = (CNNFeatureTransformer, AugmentedClassifier, ZeroShotClassifier)
 
 
 def _public_estimators():
@@ -120,6 +122,7 @@ def _expected_failed_checks(estimator):
 # CNNFeatureTransformer's image-path input: scikit-learn says it skips its data checks
 @pytest.mark.filterwarnings("ignore:Can't test estimator CNNFeatureTransformer")
 @pytest.mark.filterwarnings("ignore:Can't test estimator AugmentedClassifier")
+@pytest.mark.filterwarnings("ignore:Can't test estimator ZeroShotClassifier")
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -152,7 +152,7 @@ def test_streaming_memory_stays_bounded_on_a_store_larger_than_one_chunk(large_s
 
 
 def test_auto_streams_above_the_memory_budget(large_store, monkeypatch):
-    import skbottleneck.similarity as similarity
+    import skbottleneck.similarity._search as similarity
 
     path, X = large_store
     assert find_similar(path, X[:1], k=1).method == "in_memory"

@@ -4,11 +4,13 @@ The room is layered, lowest first: ``_weights`` (where weights come from,
 the identity string that names them, the Keras cache), ``_preprocessing``
 (each backbone's input scaling), ``_torch_pickle`` and ``_efficientnet_lite``
 (the bundled EfficientNet-Lite0/1/2 and their weight files), ``_build`` (calling a
-builder: seeding, bounded downloads) and ``_registry`` (the :class:`Backbone`
-table, :func:`list_backbones`, :func:`get_backbone`).
+builder: seeding, bounded downloads), ``_registry`` (the :class:`Backbone`
+table, :func:`register_backbone`, :func:`list_backbones`,
+:func:`get_backbone`) and ``_keras_hub`` (DINOv2, CLIP and SigLIP presets of
+keras-hub, registered through :func:`register_backbone`).
 
-Importing this package does not import TensorFlow; Keras is imported when a
-model is built.
+Importing this package does not import TensorFlow or keras-hub; they are
+imported when a model is built.
 
 Examples
 --------
@@ -26,10 +28,15 @@ from ._registry import (
     PREPROCESSING_MODES,
     Backbone,
     WeightsUnavailableError,
+    add_backbone_resolver,
     get_backbone,
     list_backbones,
+    register_backbone,
+    resolve_backbone,
     weights_identity,
 )
+from ._keras_hub import PRESETS as KERAS_HUB_PRESETS  # registers the presets
+from ._text import TextEncoder
 from ._torch_pickle import UnsafeCheckpointError, load_torch_state_dict
 from ._weights import imagenet_weights_status, parse_weights_identity
 
@@ -38,14 +45,19 @@ __all__ = [
     "EfficientNetLite0",
     "EfficientNetLite1",
     "EfficientNetLite2",
+    "KERAS_HUB_PRESETS",
     "PREPROCESSING_MODES",
+    "TextEncoder",
     "UnsafeCheckpointError",
     "WeightsUnavailableError",
+    "add_backbone_resolver",
     "get_backbone",
     "imagenet_class_names",
     "imagenet_weights_status",
     "list_backbones",
     "load_torch_state_dict",
     "parse_weights_identity",
+    "register_backbone",
+    "resolve_backbone",
     "weights_identity",
 ]

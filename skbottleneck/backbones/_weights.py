@@ -16,6 +16,7 @@ Identities::
     random:<seed>:keras-<version>      a seeded random initialisation
     file:<sha256 of the file>          a .weights.h5 / .keras file
     model:<hash>                       a user's own Keras model
+    preset:<sha256>                    a keras-hub preset (its files' content)
     None                               an unseeded random initialisation
 
 Importing this module does not import TensorFlow.
@@ -44,7 +45,7 @@ __all__ = [
 WEIGHT_FILE_EXTENSIONS = (".weights.h5", ".keras", ".h5", ".hdf5")
 
 #: The kinds of weights an identity names, in :func:`parse_weights_identity`.
-IDENTITY_KINDS = ("imagenet", "random", "file", "model")
+IDENTITY_KINDS = ("imagenet", "random", "file", "model", "preset")
 
 #: File names (globs) of the no-top ImageNet weights in the Keras cache,
 #: from keras/src/applications/*.py (Keras 3).
@@ -169,9 +170,9 @@ def parse_weights_identity(identity):
 
     Returns
     -------
-    kind : {"imagenet", "random", "file", "model"}
+    kind : {"imagenet", "random", "file", "model", "preset"}
         Which weights: ImageNet, a random initialisation, a weights or model
-        file, or a user's own Keras model.
+        file, a user's own Keras model, or a keras-hub preset.
     value : str, int or None
         ``"imagenet"``: where the weights come from (``"keras-<version>"``
         or the id of bundled weights); ``"random"``: the seed, ``None`` for
@@ -203,7 +204,7 @@ def parse_weights_identity(identity):
         return kind, value
     raise ValueError(
         "A weights identity must be None, 'imagenet:SOURCE', 'random:SEED:keras-VERSION', "
-        f"'file:SHA256' or 'model:HASH'. Got {identity!r} instead."
+        f"'file:SHA256', 'model:HASH' or 'preset:SHA256'. Got {identity!r} instead."
     )
 
 

@@ -52,6 +52,8 @@ def cmd_evaluate(args):
                              max_thumbnails=args.thumbnails)
     for w in caught:
         echo(f"skbottleneck: warning: {w.message}", file=sys.stderr)
+    if args.train_store:
+        _warn_of_leaks(model, X, args)
     skipped = metrics["skipped_images"]
     if skipped:
         errors = os.path.join(out_dir, "errors.csv")
@@ -67,6 +69,39 @@ def cmd_evaluate(args):
     written = ", ".join(os.path.basename(p) for p in metrics["files"].values())
     echo(f"report written to {out_dir}: {written}")
     return EXIT_OK
+
+
+def _warn_of_leaks(model, X, args):
+    """Warn when test images have a near-copy in the training store (``--train-store``)."""
+    from ..similarity import nearest_rows
+
+    train = open_store(args.train_store)
+    if hasattr(X, "read_rows"):  # a store: its features as stored
+        n_views = int(getattr(X, "n_views", 1) or 1)
+        rows = np.arange(len(X) // n_views) * n_views
+        Q, paths = X.read_rows(rows, dtype=np.float32)[0], np.asarray(X.paths)[rows]
+    else:  # image files: their features again (the feature cache has them)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = feature_step(model).set_params(verbose=0).extract(np.asarray(X))
+        kept = np.arange(len(X)) if result.kept is None else np.asarray(result.kept)
+        Q, paths = np.asarray(result.features, dtype=np.float32), np.asarray(X)[kept]
+    if Q.shape[1] != train.n_features:
+        raise CLIError(f"the training store {args.train_store!r} holds {train.n_features} "
+                       f"features per image; the test images have {Q.shape[1]}: extract both "
+                       "with the model's CNN.")
+    if not len(Q):
+        return
+    indices, distances, _, _ = nearest_rows(train, Q, 1)
+    leaked = np.flatnonzero(distances[:, 0] <= args.duplicate_threshold)
+    if len(leaked):
+        first = leaked[np.argmin(distances[leaked, 0])]
+        echo(f"skbottleneck: warning: {len(leaked)} of {len(Q)} test images have a near-copy in "
+             f"the training store {args.train_store} (cosine distance <= "
+             f"{args.duplicate_threshold:g}), e.g. {paths[first]} ~ "
+             f"{train.paths[indices[first, 0]]} ({distances[first, 0]:.4f}): the scores may be "
+             f"inflated. `skbottleneck duplicates {args.data} {args.train_store}` lists them.",
+             file=sys.stderr)
 
 
 def cmd_predict(args):

@@ -26,7 +26,8 @@ __all__ = ["main"]
 # `--help`, `backbones` and `cache` do not import the CNN and training stack)
 _COMMANDS = {"backbones": "_backbones", "extract": "_extract", "train": "_train",
              "evaluate": "_evaluate", "predict": "_evaluate", "similar": "_similar",
-             "cache": "_cache", "export": "_export"}
+             "cache": "_cache", "export": "_export", "index": "_index",
+             "duplicates": "_duplicates"}
 
 
 def _command(name):

@@ -80,6 +80,16 @@ def _fraction(text):
     return value
 
 
+def _distance(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"expected a cosine distance in [0, 2]; got {text!r}")
+    return value
+
+
 def _param(text):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -142,8 +152,11 @@ def build_parser():
                    help="'imagenet' (default), 'none' (random, seeded by --random-state) or a "
                         ".weights.h5/.keras file")
     p.add_argument("--layer", help="name of the backbone layer to take features from (default: the last)")
-    p.add_argument("--pooling", choices=("avg", "max", "none"), default="avg",
-                   help="global pooling of the feature map; 'none' keeps the whole flattened map")
+    p.add_argument("--pooling", choices=("auto", "avg", "max", "cls", "cls+avg", "none"),
+                   default="auto",
+                   help="global pooling of the feature map; 'none' keeps the whole flattened map; "
+                        "'auto' (default): the backbone's own (avg for a CNN, cls for CLIP/SigLIP, "
+                        "cls+avg for DINOv2)")
     p.add_argument("--input-size", type=_input_size, metavar="N|HxW",
                    help="resize images to this size (default: the backbone's)")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
@@ -239,6 +252,12 @@ def build_parser():
                         "(default: true, i.e. per true class)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="with an image folder: stop at an unreadable image, or skip it")
+    p.add_argument("--train-store", metavar="STORE",
+                   help="the feature store the model was trained on: warn when test images "
+                        "have a near-copy there (train/test leakage; a model file does not "
+                        "record its training store)")
+    p.add_argument("--duplicate-threshold", type=_distance, default=0.1, metavar="D",
+                   help="largest cosine distance of a near-copy for --train-store (default: 0.1)")
     p.add_argument("--thumbnails", type=_positive_int, default=8, metavar="N",
                    help="most pictures per section of report.html (default: 8)")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -263,10 +282,16 @@ def build_parser():
                                    "by cosine distance between their CNN features (the query "
                                    "images go through the store's own model, rebuilt from its "
                                    "metadata). Folders are searched recursively for images. A "
-                                   "store whose features take more than 256 MiB is read in chunks (bounded memory). Unreadable "
+                                   "store with an index beside it (`skbottleneck index`) is "
+                                   "searched through it, the candidates ranked again by their "
+                                   "exact features; without one, a store whose features take "
+                                   "more than 256 MiB is read in chunks (bounded memory). Unreadable "
                                    "query images get an error message; the exit status is then 1.")
     p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
-    p.add_argument("images", nargs="+", metavar="IMAGE|IMAGE_DIR", help="query images")
+    p.add_argument("images", nargs="*", metavar="IMAGE|IMAGE_DIR", help="query images")
+    p.add_argument("--text", action="append", metavar="TEXT",
+                   help="a text query instead of images (repeatable), for a store of an "
+                        "image-text model's features (CLIP, SigLIP)")
     p.add_argument("-k", type=_positive_int, default=5, metavar="K",
                    help="stored images to list per query, nearest first (default: 5)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -280,9 +305,46 @@ def build_parser():
     p.add_argument("--weights", metavar="PATH",
                    help="the weights file the features were extracted with, when it was a file "
                         "(the store records only its checksum)")
+    p.add_argument("--exact", action="store_true",
+                   help="scan every stored image even when the store has an index "
+                        "(`skbottleneck index`)")
     p.add_argument("--html", metavar="SHEET.html",
                    help="also write a contact sheet: each query image beside its neighbours, "
                         "with distances and labels (one file, opens offline)")
+
+    # index
+    p = sub.add_parser("index", help="build the approximate similarity index beside a store",
+                       description="Build an approximate index (faiss) of the images of a feature "
+                                   "store, out of core, in STORE.index/ beside it; `similar` and "
+                                   "`duplicates` then use it. Run again after appending images "
+                                   "to the store: only the new ones are added. An index of a "
+                                   "store whose rows changed is refused: rebuild it.")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("--factory", default="auto",
+                   help="faiss index_factory string, e.g. IVF1024,PQ128x4fs or Flat; auto: Flat "
+                        "under 20,000 images, else IVF with ~sqrt(n) lists + 4-bit PQ (default)")
+    p.add_argument("--nprobe", type=_positive_int, help="IVF lists searched per query")
+    p.add_argument("--sample-size", type=_positive_int, default=65536,
+                   help="rows the index is trained on (default: 65536)")
+    p.add_argument("--rebuild", action="store_true", help="build from scratch")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    # duplicates
+    p = sub.add_parser("duplicates", help="near-identical images in a store, or copied across two",
+                       description="List groups of near-identical images (re-saved, resized, "
+                                   "slightly cropped copies) within STORE; with OTHER_STORE, the "
+                                   "images of STORE (e.g. a test set) that have a near-copy in "
+                                   "OTHER_STORE (e.g. the training set). Uses the index of the "
+                                   "searched store when it has one.")
+    p.add_argument("store", metavar="STORE", help="feature store written by `skbottleneck extract`")
+    p.add_argument("other", metavar="OTHER_STORE", nargs="?",
+                   help="a store of the same model to look for copies in")
+    p.add_argument("--threshold", "-t", type=_distance, default=0.1, metavar="D",
+                   help="largest cosine distance between copies (default: 0.1)")
+    p.add_argument("-k", type=_positive_int, default=10, metavar="K",
+                   help="copies looked for per image (default: 10)")
+    p.add_argument("--exact", action="store_true", help="scan exactly even with an index")
+    p.add_argument("--format", choices=("table", "json"), default="table")
 
     # export
     p = sub.add_parser("export", help="write a feature store to Parquet or NumPy (.npy)",

@@ -8,7 +8,7 @@ from .._keras import import_tf
 from ..report import contact_sheet
 from ..similarity import find_similar
 from ._files import check_writable_file, find_images, open_store, weights_arg
-from ._output import EXIT_FAILURE, EXIT_OK, echo
+from ._output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, echo
 from ._train import _transformer_from_store
 
 __all__ = ["cmd_similar"]
@@ -19,6 +19,8 @@ _IN_MEMORY = {"auto": "auto", "in_memory": True, "streaming": False}
 def cmd_similar(args):
     """Print the ``-k`` nearest stored images of each query image; exit 1 if one is unreadable."""
     store = open_store(args.store)
+    if args.text or not args.images:
+        return _text_search(store, args)
     if args.html:
         check_writable_file(args.html, "contact sheet")
     paths = find_images(args.images)
@@ -30,7 +32,8 @@ def cmd_similar(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable query images are reported below
         result = find_similar(store, paths, k=args.k, chunk_size=args.chunk_size,
-                              in_memory=_IN_MEMORY[args.method], transformer=transformer)
+                              in_memory=_IN_MEMORY[args.method], transformer=transformer,
+                              exact=args.exact)
     records = result.to_records()
     if args.format == "json":
         _print_json(result, records)
@@ -44,6 +47,24 @@ def cmd_similar(args):
         echo(f"skbottleneck: error: {len(result.failed)} of {len(paths)} query images could not "
              f"be read (e.g. {first[0]}: {first[1]})", file=sys.stderr)
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _text_search(store, args):
+    """``--text``: the stored images each text describes best (an image-text store)."""
+    if not args.text or args.images or args.html:
+        echo("skbottleneck: error: give query images or --text, not both and not neither "
+             "(--html draws image queries only)", file=sys.stderr)
+        return EXIT_USAGE
+    import_tf(quiet=True)
+    try:
+        result = find_similar(store, text=args.text, k=args.k, chunk_size=args.chunk_size,
+                              in_memory=_IN_MEMORY[args.method])
+    except ValueError as e:
+        echo(f"skbottleneck: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    records = result.to_records()
+    (_print_json if args.format == "json" else _print_table)(result, records)
     return EXIT_OK
 
 

@@ -14,11 +14,9 @@ own: their fingerprint adds the precision, the identity of the
 calibration images and the quantiser's versions.
 """
 
-import hashlib
 import json
+import os
 from numbers import Integral
-
-import numpy as np
 
 from ..feature_space import FeatureSpace, FeatureSpaceError
 from ..utils import is_keras_model
@@ -34,7 +32,9 @@ FEATURE_FORMAT_VERSION = 2  # 2: batch normalisation folded (features move ~1e-6
 
 def model_name(backbone):
     """The name of a backbone: its registry name, or a Keras model's ``name``."""
-    return backbone.name if is_keras_model(backbone) else backbone
+    if is_keras_model(backbone):
+        return backbone.name
+    return os.path.basename(os.path.normpath(backbone)) if os.sep in str(backbone) else backbone
 
 
 def resolve_input_size(backbone, input_size):
@@ -49,9 +49,9 @@ def resolve_input_size(backbone, input_size):
                     f"(input_shape={shape}); pass input_size."
                 )
             return (int(shape[1]), int(shape[2]))
-        from ..backbones import get_backbone
+        from ..backbones import resolve_backbone
 
-        size = get_backbone(backbone).default_size
+        size = resolve_backbone(backbone).default_size
     if isinstance(size, Integral):
         return (int(size), int(size))
     size = tuple(int(s) for s in size)
@@ -65,14 +65,9 @@ def resolve_input_size(backbone, input_size):
 
 def weights_id(backbone, weights, random_state):
     """A string identifying the weights, or None when they are not reproducible."""
-    if is_keras_model(backbone):
-        h = hashlib.sha256(backbone.to_json().encode())
-        for w in backbone.weights:
-            h.update(np.ascontiguousarray(w.numpy()).tobytes())
-        return "model:" + h.hexdigest()
-    from ..backbones import get_backbone, weights_identity
+    from ..backbones import resolve_backbone
 
-    return weights_identity(weights, random_state, backbone=get_backbone(backbone).name)
+    return resolve_backbone(backbone).weights_identity(weights, random_state)
 
 
 def fingerprint(params, input_size, calibration=None):
@@ -81,19 +76,16 @@ def fingerprint(params, input_size, calibration=None):
     ``calibration`` (``precision="int8"``): the ``{"id": ...}`` of the
     calibration images (:func:`~._int8.calibration_set`).
     """
-    backbone = params["backbone"]
-    if is_keras_model(backbone):
-        preprocessing, name = "none (user model)", backbone.name
-    else:
-        from ..backbones import get_backbone
+    from ..backbones import resolve_backbone
 
-        spec = get_backbone(backbone)
-        preprocessing, name = spec.preprocessing, spec.name
+    backbone = params["backbone"]
+    spec = resolve_backbone(backbone)
+    preprocessing, name = spec.preprocessing_description, spec.name
     out = {
         "backbone": name,
         "weights": weights_id(backbone, params["weights"], params["random_state"]),
         "layer": params["layer"],
-        "pooling": params["pooling"],
+        "pooling": spec.resolve_pooling(params["pooling"]),  # "auto": the backbone's own
         "input_size": list(input_size),
         "preprocessing": preprocessing,
         "resize": "pillow-bilinear-draft",

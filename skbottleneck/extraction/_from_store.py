@@ -55,12 +55,14 @@ def transformer_from_store(store, weights=None):
     kind, value = parse_weights_identity(fingerprint.get("weights"))
     if kind == "model":
         raise ValueError(f"The features in {where} come from a user Keras model, which the "
-                         "store does not hold; build the Pipeline in Python with that model.")
+                         "store does not hold; build the Pipeline in Python with that model, or "
+                         "register its builder by name (skbottleneck.register_backbone) and "
+                         "extract with that name.")
     if kind == "random" and value is None:
         raise ValueError(f"The features in {where} come from unseeded random weights, which "
                          "cannot be rebuilt to predict new images; extract again with a "
                          "random_state.")
-    if kind == "imagenet":
+    if kind in ("imagenet", "preset"):  # pretrained: a registry's or a keras-hub preset's
         params["weights"] = "imagenet" if weights is None else weights
     elif kind == "random":
         params["weights"], params["random_state"] = weights, int(value)

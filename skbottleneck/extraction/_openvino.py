@@ -144,9 +144,9 @@ def resolve_runtime(transformer):
         return "tensorflow"
     if is_keras_model(est.backbone):
         return "tensorflow"  # a user model: OpenVINO was not checked on it
-    from ..backbones import get_backbone
+    from ..backbones import resolve_backbone
 
-    if get_backbone(est.backbone).name not in OPENVINO_CHECKED or _tf_sees_a_gpu():
+    if resolve_backbone(est.backbone).name not in OPENVINO_CHECKED or _tf_sees_a_gpu():
         return "tensorflow"
     return "openvino"
 

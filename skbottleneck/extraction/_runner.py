@@ -91,30 +91,32 @@ class CNNRunner:
         if est.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         try:
-            if is_keras_model(est.backbone):
-                base, preprocess = est.backbone, None
-            else:
-                from ..backbones import get_backbone
+            from ..backbones import resolve_backbone
 
-                spec = get_backbone(est.backbone)
-                base = spec.build(weights=est.weights, input_size=(height, width),
-                                  random_state=est.random_state)
-                preprocess = spec.preprocess
+            # one path for every backbone: a registry entry, a keras-hub
+            # preset, or a user's keras.Model (Backbone.from_model)
+            spec = resolve_backbone(est.backbone)
+            pooling = getattr(est, "pooling_", est.pooling)
+            base = spec.build(weights=est.weights, input_size=(height, width),
+                              random_state=est.random_state, pooling=pooling)
+            preprocess = None if spec.preprocessing == "none" else spec.preprocess
+            if spec.poolings:  # the model pooled its tokens itself
+                pooling = None
         finally:
             if est.mixed_precision:
                 keras.mixed_precision.set_global_policy("float32")
         if est.layer is not None:
             base = _cut(keras, base, est.layer)
         shape = tuple(int(s) for s in base.output.shape[1:])
-        if len(shape) != 3 and est.pooling is not None:
+        if len(shape) != 3 and pooling is not None:
             raise ValueError(
-                f"pooling={est.pooling!r} needs a (height, width, channels) feature map, but "
+                f"pooling={pooling!r} needs a (height, width, channels) feature map, but "
                 f"the output of {base.name!r} has shape {shape}; use pooling=None."
             )
         base, self.n_folded = fold_batch_norm(base) if fold else (base, 0)
         self.model = base
         self.feature_shape = shape
-        call = _graph(tf, base, preprocess, est.pooling, tf.as_dtype(est.dtype))
+        call = _graph(tf, base, preprocess, pooling, tf.as_dtype(est.dtype))
         signature = [tf.TensorSpec([None, height, width, 3], tf.uint8)]
         # the whole-batch graph (also what OpenVINO converts) and, on a CPU,
         # the same graph on sub-batches: the faster is measured and kept

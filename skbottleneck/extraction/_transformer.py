@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..backbones import resolve_backbone
 from ..chunks import is_row_source
 from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
@@ -57,9 +58,14 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
     layer : str or None, default=None
         Name of the backbone layer whose output is the feature map. ``None``
         takes the last feature map of the top-less backbone.
-    pooling : {"avg", "max"} or None, default="avg"
+    pooling : {"auto", "avg", "max", "cls", "cls+avg"} or None, default="auto"
         Global pooling over the spatial axes. ``None`` flattens the whole map
-        (VGG16 at 224: 7 x 7 x 512 = 25,088 features per image).
+        (VGG16 at 224: 7 x 7 x 512 = 25,088 features per image). ``"auto"``:
+        the backbone's default (``"avg"`` for a CNN; for keras-hub vision
+        transformers ``"cls"``, the pooled image embedding of CLIP/SigLIP,
+        and ``"cls+avg"`` for DINOv2, its linear-probe recipe: class token
+        concatenated with the mean of the patch tokens). ``"cls"`` and
+        ``"cls+avg"`` are for transformers only.
     input_size : int, (int, int) or None, default=None
         Images are resized to this size (height, width). ``None`` uses the
         backbone's default (224 for most).
@@ -153,7 +159,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         "backbone": [str, HasMethods(["get_layer"])],  # a registry name, or a keras.Model
         "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
         "layer": [str, None],
-        "pooling": [StrOptions({"avg", "max"}), None],
+        "pooling": [StrOptions({"auto", "avg", "max", "cls", "cls+avg"}), None],
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "dtype": [StrOptions({"float32", "float16"})],
@@ -174,7 +180,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         *,
         weights="imagenet",
         layer=None,
-        pooling="avg",
+        pooling="auto",
         input_size=None,
         batch_size=32,
         dtype="float32",
@@ -229,12 +235,13 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         self : CNNFeatureTransformer
         """
         self.input_size_ = resolve_input_size(self.backbone, self.input_size)
+        self.pooling_ = resolve_backbone(self.backbone).resolve_pooling(self.pooling)
         self.runtime_, self.precision_ = resolve_runtime(self), self.precision
         self.calibration_ = calibration_set(self, X) if self.precision == "int8" else None
         self.fingerprint_ = fingerprint(self.get_params(deep=False), self.input_size_,
                                         self.calibration_)
         self.feature_shape_ = get_runner(self).feature_shape
-        self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling is None else int(
+        self.n_features_out_ = int(np.prod(self.feature_shape_)) if self.pooling_ is None else int(
             self.feature_shape_[-1]
         )
         if is_row_source(X):
@@ -489,7 +496,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         name = model_name(self.backbone)
         if self.layer:
             name = f"{name}_{self.layer}"
-        prefix = f"{name}_{self.pooling or 'flat'}"
+        prefix = f"{name}_{self.pooling_ or 'flat'}"
         return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
     def __sklearn_tags__(self):

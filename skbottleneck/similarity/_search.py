@@ -6,18 +6,31 @@ transformer the store was written with (rebuilt from the store's metadata,
 makes a query image already seen free), then finds the ``k`` stored images
 nearest each one by cosine distance, ``1 - cos``:
 
-- *in memory*, with scikit-learn's ``NearestNeighbors(metric="cosine")``,
-  when the stored features fit in :data:`IN_MEMORY_MAX_BYTES`;
+- *from the index* beside the store (:func:`~skbottleneck.build_index`),
+  when there is one: it proposes ``n_candidates`` images per query, whose
+  exact stored vectors are read (``read_rows``) and ranked again exactly;
+  images appended to the store since the index was built are scanned
+  exactly and merged in;
+- *in memory* (``exact=True``, or no index), with scikit-learn's
+  ``NearestNeighbors(metric="cosine")``, when the stored features fit in
+  :data:`IN_MEMORY_MAX_BYTES`;
 - *streaming* otherwise: the store is read one chunk of rows at a time,
   each chunk's cosine distances to the queries are computed and merged into
   a running top-``k``; memory holds one chunk, its distances to the queries
   and the ``k`` best so far -- ``O(chunk_size * (n_features + n_queries))``,
   whatever the size of the store.
 
-Both give the same neighbours in the same order, ties (equal distances, as
-between copies of one image) ordered by store row. (One exception: when
-exactly tied rows straddle the ``k``-th place, ``NearestNeighbors`` may keep
-another of them than the streaming search, which keeps the lowest rows.)
+The exact searches give the same neighbours in the same order, ties (equal
+distances, as between copies of one image) ordered by store row. (One
+exception: when exactly tied rows straddle the ``k``-th place,
+``NearestNeighbors`` may keep another of them than the streaming search,
+which keeps the lowest rows.) The index gives the exact distances of the
+neighbours it finds; it may miss some (recall@10 0.999 at 100,000
+synthetic rows with 100 candidates, 1.000 at a million with 1,000 -- 100
+gave 0.60 there: ``benchmarks/results/bench_similarity.md``).
+
+The search itself (:func:`nearest_rows`) takes query features, so that
+other ways of making queries (text, feature files) reuse it.
 """
 
 import os
@@ -27,8 +40,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from .chunks import chunk_rows, is_row_source
-from .utils import check_paths
+from ..chunks import chunk_rows, is_row_source
+from ..utils import check_paths
 
 __all__ = ["IN_MEMORY_MAX_BYTES", "SimilarityResult", "find_similar"]
 
@@ -59,10 +72,11 @@ class SimilarityResult:
         ``(path, reason)`` of query images that could not be read (only with
         a transformer of ``on_error="skip"``; by default an unreadable query
         image raises :class:`~skbottleneck.ImageError`).
-    method : {"in_memory", "streaming"}
-        How the search ran.
+    method : {"index", "in_memory", "streaming"}
+        How the search ran: from the index beside the store, or exactly.
     n_chunks : int
-        Reads of the store's features: 1 in memory, one per chunk streaming.
+        Reads of the store's features: 1 in memory, one per chunk streaming,
+        one per batch of queries re-ranked from the index.
     """
 
     queries: object
@@ -102,17 +116,20 @@ class SimilarityResult:
 @validate_params(
     {
         "store": [str, os.PathLike, HasMethods(["read_rows"])],
-        "images": ["array-like", str, os.PathLike],
+        "images": ["array-like", str, os.PathLike, None],
         "k": [Interval(Integral, 1, None, closed="left")],
         "chunk_size": [None, Interval(Integral, 1, None, closed="left"), str],
         "in_memory": ["boolean", StrOptions({"auto"})],
         "transformer": [None, HasMethods(["fit", "extract"])],
         "weights": [None, str, os.PathLike],
+        "exact": ["boolean"],
+        "n_candidates": [None, Interval(Integral, 1, None, closed="left")],
+        "text": [None, str, "array-like"],
     },
     prefer_skip_nested_validation=True,
 )
-def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", transformer=None,
-                 weights=None):
+def find_similar(store, images=None, k=5, *, chunk_size=None, in_memory="auto", transformer=None,
+                 weights=None, exact=False, n_candidates=None, text=None):
     """Find the ``k`` stored images nearest each query image, by cosine distance.
 
     Parameters
@@ -124,6 +141,7 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         through one of its crops.
     images : str, path-like, sequence of those, or array of shape (n_queries, n_features)
         The query images; or their features, computed by the store's model.
+        Give either ``images`` or ``text``.
     k : int, default=5
         Neighbours per query (fewer when the store holds fewer images).
     chunk_size : int or str, default=None
@@ -131,10 +149,12 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         budget such as ``"16MiB"`` (:func:`~skbottleneck.chunks.chunk_rows`).
         None: ``"auto"``, 1,024 rows or 64 MiB, whichever is fewer.
     in_memory : bool or "auto", default="auto"
-        True: read the stored features into memory and search them with
-        ``NearestNeighbors(metric="cosine")``; False: stream over the store
-        in chunks; ``"auto"``: in memory when the features take at most
-        :data:`IN_MEMORY_MAX_BYTES` (256 MiB) as float32.
+        How an exact search runs (``exact=True``, no index, or the images
+        appended since the index was built). True: read the stored features
+        into memory and search them with ``NearestNeighbors(metric="cosine")``;
+        False: stream over the store in chunks; ``"auto"``: in memory when
+        the features take at most :data:`IN_MEMORY_MAX_BYTES` (256 MiB) as
+        float32.
     transformer : CNNFeatureTransformer, default=None
         Computes the query images' features. None: the one that wrote the
         store, rebuilt from its metadata
@@ -144,6 +164,22 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
     weights : str or path-like, default=None
         The weights file the store was extracted with, when it was a file
         (the store records only its checksum); ignored with ``transformer``.
+    exact : bool, default=False
+        True: scan every stored image, even when an index exists beside the
+        store. False: use the index when there is one
+        (:func:`~skbottleneck.build_index`).
+    n_candidates : int, default=None
+        With an index: images it proposes per query, re-ranked with their
+        exact stored vectors. None: ``max(100, 10 * k, min(2000, n_images // 1000))``:
+        100 at 100,000 images (recall@10 0.999 measured), 1,000 at a million
+        (recall@10 1.000, where 100 gave 0.60).
+    text : str or sequence of str, default=None
+        Text queries (``"a red bicycle"``), for a store of an image-text
+        model's features (a CLIP or SigLIP keras-hub preset, ``pooling="cls"``):
+        each text becomes a query vector in the image space through the
+        preset's text encoder (:class:`~skbottleneck.backbones.TextEncoder`),
+        then the search is the same. A store of another feature space is
+        refused (``ValueError``).
 
     Returns
     -------
@@ -156,6 +192,9 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
         A query image cannot be read (the message names it).
     FileNotFoundError
         No store at ``store``.
+    StaleIndexError
+        The index beside the store was built for other rows than it holds
+        now (build it again, or pass ``exact=True``).
     ValueError
         Query features of another width than the store's (or a 1-D array),
         a transformer of another model than the store's, or a
@@ -164,6 +203,7 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
     See Also
     --------
     sklearn.neighbors.NearestNeighbors : the in-memory search.
+    build_index : the approximate index ``find_similar`` uses when it exists.
 
     Examples
     --------
@@ -186,37 +226,110 @@ def find_similar(store, images, k=5, *, chunk_size=None, in_memory="auto", trans
     >>> bool(result.paths[0, 0] == paths[1]), result.distances.shape, result.method
     (True, (1, 3), 'in_memory')
     """
-    from .store import open_rows
+    from ..store import open_rows
 
     opened = not is_row_source(store)
     if opened:
         store = open_rows(store)
     try:
-        size = chunk_rows("auto" if chunk_size is None else chunk_size, store.n_features * 4)
-        queries, Q, failed = _query_features(store, images, transformer, weights)
-        n_views = int(getattr(store, "n_views", 1) or 1)
-        rows = np.arange(len(store) // n_views, dtype=np.int64) * n_views  # view 0 of each image
-        k = min(k, len(rows))
-        if in_memory == "auto":
-            in_memory = len(rows) * store.n_features * 4 <= IN_MEMORY_MAX_BYTES
-        if len(Q) == 0 or k == 0:
-            indices, distances, n_chunks = (np.zeros((len(Q), 0), np.int64),
-                                            np.zeros((len(Q), 0), np.float32), 0)
-        elif in_memory:
-            indices, distances = _search_in_memory(store, rows, Q, k)
-            n_chunks = 1
+        if (images is None) == (text is None):
+            raise ValueError("find_similar needs either images or text=, not both and not "
+                             "neither.")
+        if text is not None:
+            queries, Q, failed = _text_features(store, text)
         else:
-            indices, distances, n_chunks = _search_streaming(store, rows, Q, k, size)
+            queries, Q, failed = _query_features(store, images, transformer, weights)
+        indices, distances, method, n_chunks = nearest_rows(
+            store, Q, k, chunk_size=chunk_size, in_memory=in_memory, exact=exact,
+            n_candidates=n_candidates)
         stored_labels = store.labels
         return SimilarityResult(
             queries=queries, indices=indices, distances=distances,
             paths=_row_names(store)[indices],
             labels=None if stored_labels is None else np.asarray(stored_labels)[indices],
-            failed=failed, method="in_memory" if in_memory else "streaming",
-            n_chunks=n_chunks)
+            failed=failed, method=method, n_chunks=n_chunks)
     finally:
         if opened and hasattr(store, "close"):  # an array opened as rows has nothing to close
             store.close()
+
+
+def nearest_rows(store, Q, k, *, chunk_size=None, in_memory="auto", exact=False,
+                 n_candidates=None):
+    """The ``k`` stored images nearest each row of the query features ``Q``.
+
+    The search of :func:`find_similar` once the queries are features:
+    from the index beside ``store`` unless ``exact`` or there is none, else
+    exact (in memory or streamed). Returns ``(indices, distances, method,
+    n_chunks)`` as the fields of :class:`SimilarityResult`.
+    """
+    from ._index import load_index
+
+    size = chunk_rows("auto" if chunk_size is None else chunk_size, store.n_features * 4)
+    n_views = int(getattr(store, "n_views", 1) or 1)
+    rows = np.arange(len(store) // n_views, dtype=np.int64) * n_views  # view 0 of each image
+    k = min(k, len(rows))
+    index = None if exact else load_index(store)
+    if len(Q) == 0 or k == 0:
+        return np.zeros((len(Q), 0), np.int64), np.zeros((len(Q), 0), np.float32), "streaming", 0
+    if index is not None:
+        n_candidates = n_candidates or max(100, 10 * k, min(2000, index.n_images // 1000))
+        indices, distances, n_chunks = _search_index(store, index, Q, k, n_candidates)
+        short = np.flatnonzero(np.any(indices < 0, axis=1))  # fewer candidates than k: rare
+        if len(short):
+            part = _search_exact(store, rows[:index.n_images], Q[short], k, in_memory, size)
+            indices[short], distances[short] = part[0], part[1]
+            n_chunks += part[2]
+        new_rows = rows[index.n_images:]  # appended since the index was built
+        if len(new_rows):
+            extra = _search_exact(store, new_rows, Q, min(k, len(new_rows)), in_memory, size)
+            indices, distances = _sorted(np.concatenate([distances, extra[1]], axis=1),
+                                         np.concatenate([indices, extra[0]], axis=1))
+            indices, distances, n_chunks = indices[:, :k], distances[:, :k], n_chunks + extra[2]
+        return indices, distances, "index", n_chunks
+    if in_memory == "auto":
+        in_memory = len(rows) * store.n_features * 4 <= IN_MEMORY_MAX_BYTES
+    indices, distances, n_chunks = _search_exact(store, rows, Q, k, in_memory, size)
+    return indices, distances, "in_memory" if in_memory else "streaming", n_chunks
+
+
+def _search_exact(store, rows, Q, k, in_memory, size):
+    """Exact top-``k`` among ``rows``: ``(indices, distances, n_chunks)``."""
+    if in_memory == "auto":
+        in_memory = len(rows) * store.n_features * 4 <= IN_MEMORY_MAX_BYTES
+    if in_memory:
+        return (*_search_in_memory(store, rows, Q, k), 1)
+    return _search_streaming(store, rows, Q, k, size)
+
+
+#: Queries whose candidates are read and re-ranked together (bounds the memory
+#: of the re-ranking: QUERY_BATCH * n_candidates * n_features floats).
+QUERY_BATCH = 64
+
+
+def _search_index(store, index, Q, k, n_candidates):
+    """Candidates from ``index``, re-ranked with the exact stored vectors."""
+    n_views = int(getattr(store, "n_views", 1) or 1)
+    Q_unit = _unit_rows(Q.copy())
+    positions = index.search(Q_unit, n_candidates)
+    k = min(k, positions.shape[1])
+    out_rows = np.zeros((len(Q), k), np.int64)
+    out = np.zeros((len(Q), k), np.float32)
+    n_reads = 0
+    for start in range(0, len(Q), QUERY_BATCH):
+        part = positions[start:start + QUERY_BATCH]
+        valid = part >= 0
+        unique, inverse = np.unique(part[valid], return_inverse=True)
+        X_unit = _unit_rows(store.read_rows(unique * n_views, dtype=np.float32)[0])
+        n_reads += 1
+        slots = np.zeros(part.shape, np.int64)
+        slots[valid] = inverse
+        cos = np.einsum("qcd,qd->qc", X_unit[slots], Q_unit[start:start + QUERY_BATCH])
+        distances = np.clip(1 - cos, 0, 2).astype(np.float32)
+        distances[~valid] = np.inf
+        rows, distances = _sorted(distances, np.where(valid, part * n_views, -1))
+        out_rows[start:start + QUERY_BATCH] = rows[:, :k]
+        out[start:start + QUERY_BATCH] = distances[:, :k]
+    return out_rows, out, n_reads
 
 
 def _row_names(store):
@@ -253,10 +366,23 @@ def _query_features(store, images, transformer, weights):
     return np.asarray([os.fspath(p) for p in paths[kept]], dtype=str), Q, list(result.failed)
 
 
+def _text_features(store, text):
+    """``(query texts, their embeddings in the store's image space, [])``."""
+    from ..backbones._text import text_encoder_for_store
+
+    texts = [text] if isinstance(text, str) else [str(t) for t in text]
+    fingerprint = (getattr(store, "metadata", {}) or {}).get("fingerprint")
+    if fingerprint is None:
+        raise ValueError(f"The feature store {getattr(store, 'path', store)} records no model; "
+                         "text search needs one of an image-text model.")
+    encoder = text_encoder_for_store(fingerprint, where=str(getattr(store, "path", "the store")))
+    return np.asarray(texts, dtype=str), encoder.encode(texts), []
+
+
 def _transformer_for(store, transformer, weights):
     """The transformer of the query images, fitted and checked against ``store``."""
-    from .extraction import transformer_from_store
-    from .extraction._fingerprint import check_store
+    from ..extraction import transformer_from_store
+    from ..extraction._fingerprint import check_store
 
     if transformer is None:
         transformer = transformer_from_store(store, weights=weights)
