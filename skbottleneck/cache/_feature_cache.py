@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ..chunks import check_storable
 from ..fileio import (
     canonical_json,
     check_storage_dtype,
@@ -402,7 +403,9 @@ class FeatureCache:
         if known is not None and d != known:
             raise ValueError(f"This cache holds {known} features per image; got {d}.")
         key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_LENGTH)
-        feats = np.ascontiguousarray(features, dtype=np.dtype(self.dtype).newbyteorder("<"))
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            feats = np.ascontiguousarray(features, dtype=np.dtype(self.dtype).newbyteorder("<"))
+        check_storable(features, feats, where=f"The feature cache {self.path}")
         digests = row_digests(feats)
         image, offset = shard_image(key_arr, feats, checksums=digests ^ key_words(key_arr),
                                     **self._shard_attrs)

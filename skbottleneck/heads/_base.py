@@ -19,7 +19,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, column_or_1d, validate_data
 
-from ..chunks import as_chunk_source, is_chunk_source, is_rows_path
+from ..chunks import (as_chunk_source, is_chunk_source, is_row_source, is_rows_path,
+                      nonfinite_message)
 from ..feature_space import feature_space_of, mismatch, space_of_head
 
 __all__ = ["SHARED_CONSTRAINTS", "ChunkedHeadMixin", "check_classes", "validate_chunk"]
@@ -169,6 +170,8 @@ class ChunkedHeadMixin:
         """
         X = _open_rows_path(X)
         self._track_feature_space(X, reset=reset)
+        if require_y and is_row_source(X) and len(X) == 0:
+            raise ValueError(no_rows_message(X))
         if is_chunk_source(X):
             return self._wrap(X, y, sample_weight)
         params = self._check_params()
@@ -188,7 +191,12 @@ class ChunkedHeadMixin:
         params = None if source.validated else self._check_params()
         for X, y, w in source.iter_chunks(shuffle=shuffle, random_state=random_state):
             if not source.validated:
-                X, y = validate_chunk(self, X, y, reset=reset, require_y=require_y, **params)
+                try:
+                    X, y = validate_chunk(self, X, y, reset=reset, require_y=require_y,
+                                          **params)
+                except ValueError as e:
+                    _name_nonfinite_rows(self, source, X, e)
+                    raise
                 reset = False
             if X.shape[0]:
                 yield X, y, w
@@ -325,6 +333,33 @@ class ChunkedHeadMixin:
                 f"partial_fit or fit: {self.classes_!r}."
             )
         return False
+
+
+def _name_nonfinite_rows(estimator, source, X, error):
+    """When a chunk of a row source holds NaN or inf, raise naming the source and its bad rows.
+
+    scikit-learn's message ("Input X contains NaN") names neither; this one
+    pass over the source (on the error path only) finds the rows.
+    """
+    rows = getattr(source, "store", None)
+    try:
+        finite = np.isfinite(np.asarray(X, dtype=np.float64)).all()
+    except (TypeError, ValueError):  # not numbers: sklearn's message stands
+        return
+    if finite or not is_row_source(rows):
+        return
+    message = nonfinite_message(rows, owner=type(estimator).__name__)
+    if message is not None:
+        raise ValueError(message) from error
+
+
+def no_rows_message(X):
+    """The message of training data without rows, naming the store when there is one."""
+    path = getattr(X, "path", None)
+    if path is not None:
+        return (f"The {type(X).__name__} {path!s} holds no rows: there is nothing to train on. "
+                "Was its extraction run, and did every image fail?")
+    return NO_ROWS
 
 
 def _open_rows_path(X):

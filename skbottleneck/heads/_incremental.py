@@ -272,7 +272,17 @@ class IncrementalClassifier(ChunkedHeadMixin, ClassifierMixin, MetaEstimatorMixi
         kwargs = {"classes": self.classes_}
         if w is not None:
             kwargs["sample_weight"] = w
-        self.estimator_.partial_fit(self._transform(X), y, **kwargs)
+        try:
+            self.estimator_.partial_fit(self._transform(X), y, **kwargs)
+        except ValueError as e:  # sklearn's "classes should include all valid labels"
+            unknown = np.setdiff1d(np.unique(y), self.classes_)
+            if not len(unknown):
+                raise
+            raise ValueError(
+                f"y holds labels not in classes_: {unknown[:10].tolist()!r}; classes_ is "
+                f"{self.classes_.tolist()!r}. The classes are fixed by the first call to "
+                "partial_fit (classes=...) or by fit: pass every class that will ever be seen."
+            ) from e
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)

@@ -40,7 +40,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from ..chunks import chunk_rows, is_row_source
+from ..chunks import chunk_rows, is_row_source, nonfinite_message
 from ..utils import check_paths
 
 __all__ = ["IN_MEMORY_MAX_BYTES", "SimilarityResult", "find_similar"]
@@ -239,9 +239,15 @@ def find_similar(store, images=None, k=5, *, chunk_size=None, in_memory="auto", 
             queries, Q, failed = _text_features(store, text)
         else:
             queries, Q, failed = _query_features(store, images, transformer, weights)
-        indices, distances, method, n_chunks = nearest_rows(
-            store, Q, k, chunk_size=chunk_size, in_memory=in_memory, exact=exact,
-            n_candidates=n_candidates)
+        try:
+            indices, distances, method, n_chunks = nearest_rows(
+                store, Q, k, chunk_size=chunk_size, in_memory=in_memory, exact=exact,
+                n_candidates=n_candidates)
+        except ValueError as e:  # sklearn's "Input contains NaN": name the store's rows
+            message = nonfinite_message(store, owner="find_similar")
+            if message is None:
+                raise
+            raise ValueError(message) from e
         stored_labels = store.labels
         return SimilarityResult(
             queries=queries, indices=indices, distances=distances,

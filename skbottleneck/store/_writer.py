@@ -19,12 +19,14 @@ folder as it found it.
 """
 
 import errno
+import numbers
 import operator
 import os
 import threading
 
 import numpy as np
 
+from ..chunks import check_storable
 from ..fileio import UnsupportedFormatError, canonical_json, check_storage_dtype, fsync_dir, sha256
 from ._format import (
     STORE_FORMAT_VERSION,
@@ -166,6 +168,7 @@ class StoreWriter(ClosingMixin):
         if self.n_features < 1:
             raise ValueError(f"n_features must be >= 1; got {n_features}.")
         self.dtype = check_storage_dtype(dtype)
+        _refuse_mixed_labels(labels, self.path)
         self._labels, self._labels_kind = _normalize_labels(labels, self.n_rows)
         self._keys = _normalize_keys(keys, self.n_rows)
         self.metadata = _check_metadata(metadata)
@@ -382,7 +385,9 @@ class StoreWriter(ClosingMixin):
         if features.shape != (len(rows), self.n_features):
             raise ValueError(f"features must have shape {(len(rows), self.n_features)}; "
                              f"got {features.shape}.")
-        feats = np.ascontiguousarray(features, dtype=self._store_dtype)
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            feats = np.ascontiguousarray(features, dtype=self._store_dtype)
+        check_storable(features, feats, where=self.path)
         with self._lock:
             if self._finished:
                 raise RuntimeError(f"{self.path} is already finalized.")
@@ -511,3 +516,37 @@ class StoreWriter(ClosingMixin):
     def __repr__(self):
         return (f"StoreWriter({self.path!r}, n_rows={self.n_rows}, n_features={self.n_features}, "
                 f"done={int(self._done.sum())})")
+
+
+def _label_kind(value):
+    """``"strings"``, ``"booleans"``, ``"numbers"`` or the type's name: what a label is."""
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return "strings"
+    if isinstance(value, (bool, np.bool_)):
+        return "booleans"
+    if isinstance(value, numbers.Number):
+        return "numbers"
+    return type(value).__name__
+
+
+def _refuse_mixed_labels(labels, path):
+    """Refuse labels of several kinds (``[1, "1", 2, "cat"]``).
+
+    Stored in one column they would become one type, strings, and merge
+    ``1`` with ``"1"`` without a word.
+    """
+    if labels is None or (isinstance(labels, np.ndarray) and labels.dtype.kind != "O"):
+        return
+    examples = {}
+    for value in np.asarray(labels, dtype=object).ravel():
+        seen = examples.setdefault(_label_kind(value), [])
+        if len(seen) < 3 and value not in seen:
+            seen.append(value)
+    if len(examples) > 1:
+        kinds = " and ".join(f"{kind} (e.g. {', '.join(map(repr, seen))})"
+                             for kind, seen in examples.items())
+        raise TypeError(
+            f"The labels of {path} mix {kinds}. In one store they would all become strings, "
+            "and 1 and '1' one class. Give labels of one type, e.g. [str(v) for v in labels]."
+        )
+
