@@ -8,9 +8,21 @@ this module imports neither dask nor distributed.
 ``dask.distributed`` cluster when given ``client=`` (``extract``) or when
 called inside ``with joblib.parallel_backend("dask"):`` (both; see
 :func:`active_client`). :func:`fill_cache_on_cluster` then has the workers
-compute every missing feature vector into the transformer's
-:class:`~skbottleneck.FeatureCache`, which must be a folder on a file
-system that the workers and the client share (NFS, Lustre, CephFS...):
+compute every missing feature vector for the transformer's
+:class:`~skbottleneck.FeatureCache`. Two deployments:
+
+- **a shared file system** (NFS, Lustre, CephFS...) holding the cache
+  folder under the same path everywhere: the workers write the features
+  into the cache themselves;
+- **nothing shared but object storage** (Kubernetes, cloud clusters): the
+  workers read the images from URLs, return the features with their
+  content keys, and the client writes each partition to its own cache as
+  it arrives (gathered one at a time: bounded memory).
+
+``shared_cache="auto"`` (the default of ``extract`` and
+:func:`fill_cache_on_cluster`) asks the workers whether they see a probe
+file in the cache folder (:func:`detect_shared_cache`); True or False
+says it. Either way:
 
 1. the client hashes the images (:func:`~skbottleneck.cache.file_keys`;
    a local run reads every file once too), drops duplicates and those
@@ -22,14 +34,14 @@ system that the workers and the client share (NFS, Lustre, CephFS...):
    reused by all its partitions (:func:`~skbottleneck.extraction.get_runner`);
    only the transformer's parameters travel with each task (a Keras model
    given as backbone is saved once into the shared cache folder and loaded
-   once per worker). Before writing, each worker checks that its model has
-   the same weights as the client's (SHA-256);
-3. each batch lands in the cache as an immutable shard (temporary name,
-   fsync, atomic rename): a killed worker loses at most its batch in flight,
-   and its partition, run again by the scheduler elsewhere, finds the
-   batches already written and computes only the others. Writers never
-   collide and a key written twice holds the same features, so the result is
-   complete and duplicate-free whatever dies;
+   once per worker). Before writing or returning anything, each worker
+   checks that its model has the same weights as the client's (SHA-256);
+3. each batch (shared cache) or each partition received (no shared cache)
+   lands in the cache as an immutable shard (temporary name, fsync, atomic
+   rename): a killed worker or an interrupted run loses at most the work in
+   flight, and a partition run again finds the finished work in the cache.
+   Writers never collide and a key written twice holds the same features,
+   so the result is complete and duplicate-free whatever dies;
 4. the client then copies the rows from the cache into the output array or
    the :class:`~skbottleneck.FeatureStore`, in input order, without running
    a CNN.
@@ -59,6 +71,7 @@ from ..extraction import (
     TASK_PREFIX,
     active_client,
     default_partition_size,
+    detect_shared_cache,
     fill_cache_on_cluster,
     run_cnn_on_cluster,
 )
@@ -69,6 +82,7 @@ __all__ = [
     "TASK_PREFIX",
     "active_client",
     "default_partition_size",
+    "detect_shared_cache",
     "fill_cache_on_cluster",
     "predict_on_cluster",
     "run_cnn_on_cluster",

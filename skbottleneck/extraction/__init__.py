@@ -20,6 +20,7 @@ from ._cluster import (
     TASK_PREFIX,
     active_client,
     default_partition_size,
+    detect_shared_cache,
     fill_cache_on_cluster,
     run_cnn_on_cluster,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "active_client",
     "cnn_image_count",
     "default_partition_size",
+    "detect_shared_cache",
     "fill_cache_on_cluster",
     "get_runner",
     "open_cache",

@@ -5,8 +5,9 @@
 ``dask.distributed`` cluster when given ``client=`` (``extract``) or when
 called inside ``with joblib.parallel_backend("dask"):`` (both; see
 :func:`active_client`). The workers then compute every missing feature
-vector into the transformer's :class:`~skbottleneck.FeatureCache`, which
-must be a folder on a file system that the workers and the client share:
+vector into the transformer's :class:`~skbottleneck.FeatureCache` when it
+is a folder on a file system that the workers and the client share (the
+client asks them: :func:`detect_shared_cache`):
 
 1. the client's :meth:`ExtractionEngine.plan` hashes the images, drops
    duplicates and those already cached; the rest is cut, in input order,
@@ -20,21 +21,30 @@ must be a folder on a file system that the workers and the client share:
 4. the client then plans again, finds the rows cached, and copies them to
    the output array or store without running a CNN.
 
+When the workers cannot see the client's cache (Kubernetes, cloud
+clusters: nothing shared but object storage), step 3 differs: each task
+returns its features with their content keys, and the client writes each
+partition to its cache as an immutable shard as the tasks complete (gathered
+one by one, so the client's memory holds a partition at a time). A run
+interrupted then resumes from the partitions the client received.
+
 Nothing here imports dask or distributed until a client is in use.
 """
 
 import math
 import os
+import secrets
 import sys
 import time
 import warnings
 
 from ..images import ImageError
-from ._cluster_worker import extract_partition, worker_spec
+from ..remote import is_remote
+from ._cluster_worker import extract_partition, sees_probe, worker_spec
 from ._engine import ExtractionEngine
 
-__all__ = ["TASK_PREFIX", "active_client", "default_partition_size", "fill_cache_on_cluster",
-           "run_cnn_on_cluster"]
+__all__ = ["TASK_PREFIX", "active_client", "cluster_path", "default_partition_size",
+           "detect_shared_cache", "fill_cache_on_cluster", "run_cnn_on_cluster"]
 
 #: Task key prefix of the extraction partitions (shown by the Dask dashboard).
 TASK_PREFIX = "cnn-features"
@@ -133,14 +143,30 @@ def default_partition_size(n_images, batch_size, n_threads):
     return batch_size * max(1, min(MAX_BATCHES_PER_PARTITION, per))
 
 
+def cluster_path(path):
+    """``path`` as the workers must be given it: a URL or shard member as is, a
+    local path made absolute.
+
+    Examples
+    --------
+    >>> cluster_path("s3://bucket/cat.jpg")
+    's3://bucket/cat.jpg'
+    >>> cluster_path("/data/cat.jpg")
+    '/data/cat.jpg'
+    """
+    path = os.fspath(path)
+    return path if is_remote(path) else os.path.abspath(path)
+
+
 def cluster_error(transformer):
     """Why a transformer without a usable cache cannot extract on a cluster."""
     if transformer.cache_dir is None:
         return (
-            "Extraction on a Dask cluster needs the feature cache: the workers write the "
-            "features there and this process reads them back, so it must be a folder on a "
-            "file system shared by the workers and the client (NFS, Lustre...). The "
-            "transformer has cache_dir=None; pass cache_dir='/shared/path/cache'."
+            "Extraction on a Dask cluster needs the feature cache: the client writes the "
+            "features the workers return there (or the workers write them there themselves, "
+            "when it is a folder they share with the client) and reads them back, and an "
+            "interrupted run resumes from it. The transformer has cache_dir=None; pass "
+            "cache_dir='auto' or a folder."
         )
     return (
         "Extraction on a Dask cluster needs the feature cache, and features of a random "
@@ -175,31 +201,78 @@ def _warn_if_forked(client):
         )
 
 
+def detect_shared_cache(client, cache):
+    """Whether every worker of ``client`` sees the folder of ``cache``.
+
+    The client writes a probe file with a random token into the cache
+    folder and asks each worker (``client.run``) to read it back under the
+    same path; the probe is removed afterwards.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    cache : FeatureCache
+
+    Returns
+    -------
+    shared : bool
+        True when the cluster has workers and all of them read the token;
+        False otherwise (the workers then return their features to the
+        client; that works for a shared folder too, only with more traffic).
+    """
+    token = secrets.token_hex(16)
+    path = os.path.join(cache.path, f".probe-{token}")
+    from ..fileio import unlink_quietly, write_file_atomic
+
+    try:
+        write_file_atomic(path, token.encode("ascii"))
+    except OSError:
+        return False
+    try:
+        seen = client.run(sees_probe, path, token)
+    finally:
+        unlink_quietly(path)
+    return bool(seen) and all(seen.values())
+
+
+def _check_shared_cache(shared_cache):
+    if isinstance(shared_cache, bool) or (isinstance(shared_cache, str) and shared_cache == "auto"):
+        return shared_cache
+    raise ValueError(f"shared_cache must be 'auto', True or False; got {shared_cache!r}.")
+
+
 def _new_stats(plan):
     n_unique = len(plan.groups) + len({plan.keys[r] for r in plan.cached}) if plan.keys else 0
     return {"n_images": len(plan.rows), "n_unique": n_unique, "n_cached": len(plan.cached),
             "n_partitions": 0, "partition_size": 0, "n_extracted": 0, "n_found_by_workers": 0,
             "n_failed": 0, "workers": {}, "hash_s": plan.hash_s, "task_s": 0.0, "cnn_s": 0.0,
-            "decode_s": 0.0, "write_s": 0.0, "wall_s": 0.0}
+            "decode_s": 0.0, "write_s": 0.0, "wall_s": 0.0, "shared_cache": None,
+            "bytes_returned": 0, "client_write_s": 0.0}
 
 
-def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
+def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3,
+                       shared_cache="auto"):
     """Have the workers of ``client`` compute the plan's groups into the cache.
 
     Parameters
     ----------
     engine : ExtractionEngine
-        Of a fitted transformer whose cache is on a file system shared by
-        the workers and the client, with reproducible features.
+        Of a fitted transformer with a cache and reproducible features.
     plan : ExtractionPlan
         From ``engine.plan(paths, hash_all=True)`` (every key known), with
-        absolute paths that every worker can read under the same name.
+        paths that every worker can read under the same name (absolute
+        local paths, or URLs: :func:`cluster_path`).
     client : dask.distributed.Client
     partition_size : int, default=None
         Images per task; None: :func:`default_partition_size`.
     retries : int, default=3
         Times a partition that raised is run again (a partition whose worker
         died is rescheduled by the scheduler).
+    shared_cache : {"auto", True, False}, default="auto"
+        Whether the workers see the cache folder under the same path. True:
+        they write the features there. False: they return them and this
+        process writes them to the cache as the tasks complete. ``"auto"``:
+        ask the workers (:func:`detect_shared_cache`).
 
     Returns
     -------
@@ -210,8 +283,11 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
         cache when a partition ran: written by an earlier, killed attempt),
         ``n_failed``, ``workers`` (images per worker address), ``hash_s``,
         ``task_s``, ``cnn_s`` / ``decode_s`` / ``write_s`` (summed over the
-        workers) and ``wall_s``.
+        workers), ``wall_s``, ``shared_cache`` (whether the workers wrote
+        to the cache themselves), ``bytes_returned`` (features sent back to
+        this process) and ``client_write_s`` (its seconds writing them).
     """
+    shared_cache = _check_shared_cache(shared_cache)
     if engine.cache is None:
         raise ValueError(cluster_error(engine.transformer))
     _warn_if_forked(client)
@@ -220,6 +296,11 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
     todo = [g[0] for g in plan.groups]
     if not todo:
         return stats
+    if isinstance(shared_cache, str):
+        shared_cache = detect_shared_cache(client, engine.cache)
+    stats["shared_cache"] = shared_cache
+    if not shared_cache:
+        engine._check_cache_space(len(todo))  # the client's disk receives them all
     if partition_size is None:
         n_threads = sum(client.nthreads().values())
         partition_size = default_partition_size(len(todo), engine.batch_size, n_threads)
@@ -229,7 +310,7 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
     parts = [[os.fspath(plan.paths[r]) for r in todo[s:s + partition_size]]
              for s in range(0, len(todo), partition_size)]
     stats["n_partitions"], stats["partition_size"] = len(parts), partition_size
-    results = _run_partitions(engine, client, parts, retries)
+    results = _run_partitions(engine, client, parts, retries, stats, shared_cache)
     failed = _collect(stats, parts, results)
     if failed and engine.on_error == "raise":
         order = {os.fspath(plan.paths[r]): i for i, r in reversed(list(enumerate(plan.rows)))}
@@ -238,7 +319,7 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
                                "could not be read there)")
     failed_paths = {f[0] for f in failed}
     want = [plan.keys[r] for r in todo if os.fspath(plan.paths[r]) not in failed_paths]
-    missing = int((~engine.cache.lookup(want)).sum()) if want else 0
+    missing = int((~engine.cache.lookup(want)).sum()) if want and shared_cache else 0
     if missing:
         raise RuntimeError(
             f"The Dask workers reported the features of {len(want)} images written to the cache "
@@ -249,14 +330,20 @@ def run_cnn_on_cluster(engine, plan, *, client, partition_size=None, retries=3):
     return stats
 
 
-def _run_partitions(engine, client, parts, retries):
-    """Submit one task per partition; gather their results with a progress bar."""
+def _run_partitions(engine, client, parts, retries, stats, shared_cache):
+    """Submit one task per partition; gather their results with a progress bar.
+
+    Without a shared cache, each result's features are written to the cache
+    as it arrives and dropped (with its future, so that the worker frees
+    them): the client holds one partition's features at a time.
+    """
     # the parameters travel with each task (a few hundred bytes); no task
     # depends on another, so the scheduler spreads them over all the workers
-    spec = worker_spec(engine)
+    spec = worker_spec(engine, return_features=not shared_cache)
     futures = client.map(extract_partition, parts, spec=spec, key=TASK_PREFIX, pure=False,
                          retries=retries)
     index = {f.key: n for n, f in enumerate(futures)}
+    pending = {f.key: f for f in futures}
     results = [None] * len(parts)
     progress = None
     if engine.verbose:
@@ -270,18 +357,36 @@ def _run_partitions(engine, client, parts, retries):
     from distributed import as_completed
 
     try:
-        for future in as_completed(futures, loop=client.loop):
+        done = as_completed(futures, loop=client.loop)
+        futures = None  # from here only ``pending`` and ``done`` hold the futures
+        for future in done:
             result = future.result()  # re-raises a task's error (after its retries)
             n = index[future.key]
+            del pending[future.key], future
+            if not shared_cache:
+                _write_returned(engine.cache, result, stats)
             results[n] = result
             if progress is not None:
                 progress.update(len(parts[n]))
     finally:
-        if any(r is None for r in results):
-            client.cancel(futures)
+        if pending:
+            client.cancel(list(pending.values()))
         if progress is not None:
             progress.close()
     return results
+
+
+def _write_returned(cache, result, stats):
+    """Write the features a task returned to the client's cache (one immutable
+    shard: a run interrupted later finds them) and drop them from ``result``."""
+    features = result.pop("features", None)
+    keys = result.pop("keys", [])
+    if features is None or not keys:
+        return
+    t = time.perf_counter()
+    cache.write(keys, features)
+    stats["client_write_s"] += time.perf_counter() - t
+    stats["bytes_returned"] += features.nbytes
 
 
 def _collect(stats, parts, results):
@@ -299,7 +404,8 @@ def _collect(stats, parts, results):
 
 
 
-def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, retries=3):
+def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, retries=3,
+                          shared_cache="auto"):
     """Have the workers of ``client`` compute the features of ``paths`` into the cache.
 
     What :meth:`CNNFeatureTransformer.transform` and
@@ -309,14 +415,13 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     Parameters
     ----------
     transformer : CNNFeatureTransformer
-        Fitted. Its ``cache_dir`` must be on a file system shared by the
-        workers and the client, and its features reproducible (real weights,
-        or ``weights=None`` with a ``random_state``).
+        Fitted, with a cache (``cache_dir`` not None) and reproducible
+        features (real weights, or ``weights=None`` with a ``random_state``).
     paths : sequence of str or path-like
-        Image paths, readable by the client and by every worker under the
-        same name (relative paths are made absolute here).
+        Image paths or URLs, readable by the client and by every worker under
+        the same name (relative local paths are made absolute here).
     client : dask.distributed.Client
-    partition_size, retries :
+    partition_size, retries, shared_cache :
         See :func:`run_cnn_on_cluster`.
 
     Returns
@@ -331,12 +436,12 @@ def fill_cache_on_cluster(transformer, paths, *, client, partition_size=None, re
     ImageError
         An image could not be read and ``on_error="raise"``.
     RuntimeError
-        The workers wrote features that this process cannot see (the cache
-        folder is not shared).
+        With ``shared_cache=True``: the workers wrote features that this
+        process cannot see (the cache folder is not shared).
     """
     engine = ExtractionEngine(transformer)
     if engine.cache is None:
         raise ValueError(cluster_error(transformer))
-    plan = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], hash_all=True)
+    plan = engine.plan([cluster_path(p) for p in paths], hash_all=True)
     return run_cnn_on_cluster(engine, plan, client=client, partition_size=partition_size,
-                              retries=retries)
+                              retries=retries, shared_cache=shared_cache)

@@ -6,11 +6,15 @@ the shared cache folder, loaded once per worker process), the cache it
 must write to, and the SHA-256 of the client's weights. The worker fits
 its copy (the CNN is built once per worker process and reused by its next
 tasks), checks that it built the very same weights, and runs an
-:class:`~._engine.ExtractionEngine` of its own into the shared cache.
+:class:`~._engine.ExtractionEngine` of its own: into the shared cache, or,
+when the workers cannot see the client's cache (``spec["return_features"]``),
+into a cache private to the task, whose features (and content keys) the
+task returns to the client, which writes them to its own cache.
 """
 
 import json
 import os
+import tempfile
 import time
 from collections import OrderedDict
 
@@ -21,7 +25,7 @@ from ._engine import ExtractionEngine
 from ._fingerprint import store_metadata
 from ._runner import forget_runner, get_runner, weights_digest
 
-__all__ = ["extract_partition", "worker_name", "worker_spec"]
+__all__ = ["extract_partition", "sees_probe", "worker_name", "worker_spec"]
 
 _LOADED_MODELS = {}  # model file -> keras.Model, per worker process
 _FITTED = OrderedDict()  # what a spec describes -> its fitted transformer, per process
@@ -38,21 +42,43 @@ def worker_name():
         return f"pid {os.getpid()}"
 
 
-def worker_spec(engine):
-    """What a worker needs to extract like ``engine`` (small, picklable)."""
+def sees_probe(path, token):
+    """Whether this process reads ``token`` from the file ``path`` (run on each
+    worker by :func:`~._cluster.detect_shared_cache`)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read() == token
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def worker_spec(engine, *, return_features=False):
+    """What a worker needs to extract like ``engine`` (small, picklable).
+
+    With ``return_features`` the workers cannot see ``engine.cache``: they
+    return their features instead of writing them there.
+    """
     transformer, cache = engine.transformer, engine.cache
     params = transformer.get_params(deep=False)
     # the cache folder resolved here ("auto" would resolve on each worker),
     # failures returned rather than raised (a raise would be retried), no bars
-    params.update(cache_dir=cache.cache_dir, on_error="skip", verbose=0)
+    params.update(cache_dir=None if return_features else cache.cache_dir, on_error="skip",
+                  verbose=0)
     weights = params["weights"]
     if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
         params["weights"] = os.path.abspath(os.fspath(weights))  # a file on the shared FS
     model_file = None
     if not isinstance(params["backbone"], str):  # a Keras model: shared as a file
+        if return_features:
+            raise ValueError(
+                "A Keras model given as backbone travels to the Dask workers as a file in the "
+                f"feature cache {cache.path}, which the workers cannot see. Save the model "
+                "(model.save('model.keras')) where every worker can read it under the same "
+                "path and pass backbone='model.keras', or give the workers a shared cache_dir.")
         model_file = _save_model(params["backbone"], transformer.fingerprint_, cache)
         params["backbone"] = None
     return {
+        "return_features": return_features,
         "transformer": type(transformer)(**params),  # unfitted: parameters only
         "model_file": model_file,
         "fingerprint": transformer.fingerprint_,
@@ -93,7 +119,15 @@ def _load_model(path):
 
 
 def extract_partition(paths, spec):
-    """Task: compute the features of ``paths`` into the shared cache."""
+    """Task: compute the features of ``paths`` into the shared cache, or return them.
+
+    Returns a dict: ``failed`` (``(path, reason)``), ``stats``, ``worker``,
+    ``pid``; with ``spec["return_features"]`` also ``keys`` (content keys of
+    the images read) and ``features`` (their rows, in the cache's dtype;
+    None when no image was read).
+    """
+    if spec.get("return_features"):
+        return _extract_and_return(paths, spec)
     if not os.path.exists(os.path.join(spec["cache_path"], "fingerprint.json")):
         raise FileNotFoundError(
             f"The feature cache {spec['cache_path']} does not exist on the Dask worker "
@@ -112,6 +146,38 @@ def extract_partition(paths, spec):
     stats = dict(result.stats)
     stats["task_s"] = time.perf_counter() - t
     return {"failed": result.failed, "stats": stats, "worker": worker_name(), "pid": os.getpid()}
+
+
+class _RecordingCache(FeatureCache):
+    """A feature cache private to one task that remembers the keys written to it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = []
+
+    def write(self, keys, features):
+        super().write(keys, features)
+        self.written.extend(keys)
+
+
+def _extract_and_return(paths, spec):
+    """The task when the workers cannot see the client's cache: the engine runs
+    into a cache private to this task (the same decoding, hashing and batching
+    as anywhere else; a folder removed at the end), whose rows are returned."""
+    est = _fitted(spec)
+    _check_same_model(est, spec["weights_sha256"])
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="skbottleneck-task-") as tmp:
+        cache = _RecordingCache(tmp, spec["fingerprint"], dtype=est.dtype,
+                                metadata=store_metadata(spec["fingerprint"]))
+        engine = ExtractionEngine(est, cache=cache)
+        result = engine.run(engine.plan(paths))
+        keys = list(dict.fromkeys(cache.written))
+        features = cache.read(keys).astype(cache.dtype, copy=False) if keys else None
+    stats = dict(result.stats)
+    stats["task_s"] = time.perf_counter() - t
+    return {"failed": result.failed, "stats": stats, "worker": worker_name(), "pid": os.getpid(),
+            "keys": keys, "features": features}
 
 
 def _fitted(spec):

@@ -24,7 +24,7 @@ from ..feature_space import FeatureSpace, FeatureSpaceError, describe
 from ..images import ImageError, quiet_bomb_warnings
 from ..store import FeatureStore, StoreWriter
 from ..utils import check_paths
-from ._cluster import active_client, cluster_error, run_cnn_on_cluster
+from ._cluster import active_client, cluster_error, cluster_path, run_cnn_on_cluster
 from ._engine import ArraySink, ExtractionEngine, ExtractionResult
 from ._fingerprint import check_store, fingerprint, model_name, resolve_input_size, store_metadata
 from ._int8 import calibration_set
@@ -270,10 +270,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         if is_row_source(X):
             check_store(X, self._checked_fingerprint())
             return X
-        return self._extract_in_memory(check_paths(X), None, client=None).features
+        return self._extract_in_memory(check_paths(X), None, cluster=None).features
 
     def extract(self, X, y=None, *, store=None, augment=None, overwrite=False, wait=True,
-                client=None):
+                client=None, shared_cache="auto"):
         """Compute the features of a dataset, into memory or straight to a store on disk.
 
         With ``store``, features go to disk batch by batch: memory stays
@@ -309,6 +309,12 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         client : dask.distributed.Client, optional
             Run the CNN on this Dask cluster (see :mod:`skbottleneck.distributed`);
             also used when called inside ``joblib.parallel_backend("dask")``.
+        shared_cache : {"auto", True, False}, default="auto"
+            With a Dask cluster: whether its workers see ``cache_dir`` under the
+            same path. True: they write the features there; False (Kubernetes,
+            cloud clusters): they return them and this process writes its
+            cache and store as on one machine; ``"auto"``: ask the workers
+            (a probe file). See :doc:`/user_guide/scaling_out`.
 
         Returns
         -------
@@ -344,10 +350,11 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"X and y must have the same length; got {len(paths)} paths and {len(y)} labels."
                 )
+        cluster = {"client": client, "shared_cache": shared_cache}
         if store is None:
-            return self._extract_in_memory(paths, y, client=client, views=views)
+            return self._extract_in_memory(paths, y, cluster=cluster, views=views)
         return self._extract_to_store(paths, y, store, overwrite=overwrite, wait=wait,
-                                      client=client, views=views)
+                                      cluster=cluster, views=views)
 
     # ------------------------------------------------------------- identity
     @property
@@ -379,21 +386,27 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         return ours
 
     # ------------------------------------------------------------- the runs
-    def _run(self, paths, rows, sink, *, background=False, client=None, views=None):
-        """Plan and run ``paths[rows]`` on an engine (its CNN stage on Dask when active)."""
+    def _run(self, paths, rows, sink, *, background=False, cluster=None, views=None):
+        """Plan and run ``paths[rows]`` on an engine (its CNN stage on Dask when active).
+
+        ``cluster``: ``{"client": ..., "shared_cache": ...}`` as given to
+        ``extract`` (None: the active joblib client, if any).
+        """
         self._checked_fingerprint()
         engine = ExtractionEngine(self, views=views)
         cluster_stats = None
-        client = active_client(client)
+        cluster = cluster or {}
+        shared_cache = cluster.get("shared_cache", "auto")
+        client = active_client(cluster.get("client"))
         if client is not None and views is not None:
             raise ValueError("extract(augment=...) does not run on a Dask cluster yet; "
                              "call it without a client.")
         if client is not None:
             if engine.cache is None:
                 raise ValueError(cluster_error(self))
-            shared = engine.plan([os.path.abspath(os.fspath(p)) for p in paths], rows,
-                                 hash_all=True)
-            cluster_stats = run_cnn_on_cluster(engine, shared, client=client)
+            shared = engine.plan([cluster_path(p) for p in paths], rows, hash_all=True)
+            cluster_stats = run_cnn_on_cluster(engine, shared, client=client,
+                                               shared_cache=shared_cache)
         # Pillow warns about a decompression bomb before our ImageError says it
         with quiet_bomb_warnings():
             result = engine.run(engine.plan(paths, rows), sink, background=background)
@@ -401,10 +414,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             result.stats["cluster"] = cluster_stats
         return result
 
-    def _extract_in_memory(self, paths, y, *, client, views=None):
+    def _extract_in_memory(self, paths, y, *, cluster, views=None):
         n, v = len(paths), 1 if views is None else views.n_views
         sink = ArraySink(n * v, self.n_features_out_, self.dtype)
-        result = self._run(paths, np.arange(n), sink, client=client, views=views)
+        result = self._run(paths, np.arange(n), sink, cluster=cluster, views=views)
         if result.failed:
             result.kept = np.flatnonzero(sink.ok[::v])
             result.features = sink.out[_view_rows(result.kept, v)]
@@ -416,7 +429,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
             result.groups, result.views = _view_index(result.kept, v)
         return result
 
-    def _extract_to_store(self, paths, y, store, *, overwrite, wait, client, views=None):
+    def _extract_to_store(self, paths, y, store, *, overwrite, wait, cluster, views=None):
         v = 1 if views is None else views.n_views
         metadata = store_metadata(self.fingerprint_)
         calibration = getattr(self, "calibration_", None)  # None: float32, or fitted before 0.3
@@ -441,7 +454,7 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
         with writer:  # closed, and its lock released, whatever happens
             # the views of an image are written together: missing whole
             rows = np.unique(np.asarray(writer.missing_rows(), dtype=np.intp) // v)
-            result = self._run(paths, rows, writer.write_rows, background=True, client=client,
+            result = self._run(paths, rows, writer.write_rows, background=True, cluster=cluster,
                                views=views)
             failed = result.failed
             if writer.finished:  # a store of the readable images lists the others
