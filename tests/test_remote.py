@@ -105,3 +105,27 @@ def test_bad_remote_images_are_named_and_skipped(folder, s3, http, tmp_path):
     assert all(reason in why for (_, why), reason in zip(res.failed, bad.values()))
     np.testing.assert_array_equal(
         res.features, _cnn(cache_dir=None).fit().transform(list(local[:2])))
+
+
+def test_similarity_queries_and_augmented_views_read_urls(folder, s3, tmp_path, monkeypatch):
+    """find_similar's query images and AugmentedClassifier's images may be URLs:
+    the same answers as for the local files of the same bytes."""
+    from sklearn.linear_model import LogisticRegression
+
+    from skbottleneck import AugmentedClassifier, find_similar
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
+    local, labels = load_image_folder(folder)
+    urls = [f"s3://photos/train/{os.path.relpath(p, folder)}" for p in local]
+    store = _cnn(cache_dir=tmp_path).extract(local, labels, store=tmp_path / "f.h5")
+    by_url = find_similar(store, urls[:2], k=3, transformer=_cnn(cache_dir=tmp_path))
+    by_file = find_similar(store, local[:2], k=3, transformer=_cnn(cache_dir=tmp_path))
+    assert by_url.indices.tolist() == by_file.indices.tolist()
+    np.testing.assert_allclose(by_url.distances, by_file.distances, atol=1e-6)
+
+    def views(paths):
+        model = AugmentedClassifier(_cnn(cache_dir=tmp_path), LogisticRegression(max_iter=200),
+                                    augment=2, tta=True)
+        return model.fit(paths, labels).predict_proba(paths)
+
+    np.testing.assert_allclose(views(urls), views(list(local)), atol=1e-6)
