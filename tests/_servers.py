@@ -40,15 +40,26 @@ def s3_server():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    _reset_moto(endpoint)  # moto keeps its buckets per process: start empty
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
+        _reset_moto(endpoint)
         server.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _reset_moto(endpoint):
+    """Empty every bucket of moto's in-process state (its reset API)."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"),
+                           timeout=10).close()
 
 
 def s3_filesystem(endpoint):
