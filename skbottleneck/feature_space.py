@@ -204,14 +204,15 @@ def check_feature_space(model, X=None, *, record=False):
     """
     ours = feature_space_of(X)
     source = f"the row source {getattr(X, 'path', X)!s}"
+    after_transformer = False  # a step that learned inside this Pipeline, from `ours`
     for name, step in pipeline_steps(model):
         computed = _computes(step)
         if computed is not None:
-            ours, source = computed, f"the step {name!r} before it"
+            ours, source, after_transformer = computed, f"the step {name!r} before it", True
             continue
         theirs = space_of_head(step)
         if theirs is None:
-            if record and ours is not None and hasattr(step, "fit") and source.startswith("the step"):
+            if record and after_transformer and hasattr(step, "fit"):
                 step.feature_space_ = ours.as_dict()
             continue
         if ours is not None and theirs.id != ours.id:
