@@ -67,10 +67,14 @@ def _cnn_backbones():
     return [n for n in list_backbones() if not isinstance(get_backbone(n).builder, HubPreset)]
 
 
+#: The built-in CNNs, read at collection, before any test registers a backbone of its own.
+CNN_BACKBONES = _cnn_backbones()
+
+
 @pytest.mark.parametrize("name", [
     n if n in REPRESENTATIVE else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.skipif(
         not ALL, reason="set SKBOTTLENECK_TEST_ALL_BACKBONES=1 to convert every backbone")])
-    for n in _cnn_backbones()
+    for n in CNN_BACKBONES
 ])
 def test_openvino_features_equal_tensorflow_on_every_registry_backbone(name, photo_paths):
     paths = photo_paths[0][:6]
@@ -109,7 +113,7 @@ def test_auto_picks_openvino_for_checked_backbones_only(tiny):
         CNNFeatureTransformer("mobilenet_v2", precision="int8", runtime="tensorflow",
                               **kw).fit(["x.jpg"])
     # every registry CNN was checked (a new one must pass the registry test first)
-    assert set(_cnn_backbones()) <= OPENVINO_CHECKED
+    assert set(CNN_BACKBONES) <= OPENVINO_CHECKED
 
 
 def test_converted_model_is_cached_and_a_second_process_does_not_convert(photo_paths,
