@@ -254,7 +254,11 @@ def test_ctrl_c_just_after_wrote_exits_with_one_line(photos, env, tmp_path):
             break
     _, stderr = proc.communicate(timeout=120)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
-    assert proc.returncode in (0, 130), stderr
+    # -SIGINT: the signal came after the interpreter had given SIGINT back to the
+    # system (the last steps of its shutdown); a shell shows that as 130 too
+    assert proc.returncode in (0, 130, -signal.SIGINT), stderr
+    if proc.returncode == -signal.SIGINT:
+        assert stderr == "", stderr
     if proc.returncode == 130:
         assert stderr.splitlines() == ["skbottleneck: error: interrupted after the command had "
                                        "finished (its output is complete)"]
