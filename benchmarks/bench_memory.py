@@ -87,7 +87,7 @@ def child(n, config, out):
     cnn = CNNFeatureTransformer("mobilenet_v2", weights=None, random_state=0, cache_dir=None,
                                 batch_size=64, **CONFIGS[config])
     t = time.perf_counter()
-    store = cnn.extract(paths, labels, store=out)
+    store = cnn.extract(paths, labels, store=out).features
     wall = time.perf_counter() - t
     peak = peak_rss_mib()
     print(json.dumps({"n": len(store), "n_features": store.n_features, "peak_mib": peak,

@@ -69,7 +69,7 @@ def prepare(n_max, sizes):
         cnn = CNNFeatureTransformer("resnet50", weights=None, random_state=0, pooling=None,
                                     cache_dir=None, verbose=1)
         t = time.perf_counter()
-        cnn.extract(paths, labels, store=full).close()
+        cnn.extract(paths, labels, store=full).features.close()
         stats["extract_s"] = time.perf_counter() - t
         stats["extract_rss_mib"] = peak_rss_mib()
         print(f"extracted {n_max} images in {stats['extract_s']:.0f} s "

@@ -85,14 +85,14 @@ def test_workers_return_features_the_client_writes_store_and_cache(
         s3, client, workers_root, tmp_path):
     expected = _cnn(None, s3).transform(s3["urls"])  # one process, no cluster
     cnn = _cnn(tmp_path / "client-cache", s3)
-    store = cnn.extract(s3["urls"], s3["labels"], store=tmp_path / "features.h5", client=client,
-                        shared_cache=False)
-    stats = store.extraction.stats["cluster"]
+    result = cnn.extract(s3["urls"], s3["labels"], store=tmp_path / "features.h5", client=client,
+                         shared_cache=False)
+    stats = result.stats["cluster"]
     assert stats["shared_cache"] is False
     assert stats["n_extracted"] == 8 and stats["n_partitions"] == 2
     assert stats["bytes_returned"] == 8 * cnn.n_features_out_ * 4
-    assert store.extraction.stats["n_extracted"] == 0  # the client ran no CNN
-    with store:
+    assert result.stats["n_extracted"] == 0  # the client ran no CNN
+    with result.features as store:
         assert_same_features(store.to_numpy(), expected)
         assert list(store.labels) == s3["labels"].tolist()
         assert list(store.paths) == s3["urls"]

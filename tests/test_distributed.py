@@ -121,11 +121,11 @@ def test_store_written_by_cluster_trains_like_a_local_one(client, data, tmp_path
     paths, labels = data["paths"], data["labels"]
     train = np.arange(len(paths)) % 4 != 0
     local = cnn(data, tmp_path / "l").extract(paths[train], labels[train],
-                                             store=tmp_path / "local.h5")
+                                             store=tmp_path / "local.h5").features
     est = cnn(data, tmp_path / "c", verbose=1)
     before = cnn_image_count()
     on_cluster = est.extract(paths[train], labels[train], store=tmp_path / "cluster.h5",
-                             client=client)
+                             client=client).features
     assert cnn_image_count() == before
     assert "on Dask" in capfd.readouterr().err  # the progress bar
     assert_same_features(on_cluster.to_numpy(), local.to_numpy())
@@ -176,17 +176,18 @@ def test_worker_killed_mid_run_leaves_a_complete_store(client, data, tmp_path):
     marker = str(tmp_path / "killed")
     pids = set(client.run(_kill_self_after_first_shard, os.path.join(cache.path, "shards"),
                           marker).values())
-    store = est.extract(paths, labels, store=tmp_path / "features.h5", client=client)
+    result = est.extract(paths, labels, store=tmp_path / "features.h5", client=client)
     assert os.path.exists(marker), "no worker was killed"
-    stats = store.extraction.stats["cluster"]
+    stats = result.stats["cluster"]
     assert stats["n_partitions"] >= 4 and stats["partition_size"] == 32
     # the killed partition ran again elsewhere and found its first batch done
     assert stats["n_found_by_workers"] >= 8
     assert stats["n_extracted"] + stats["n_found_by_workers"] == len(paths)
     # complete, in order, each image once, the single-process features
-    assert len(store) == len(paths) == len(cache)
-    assert_same_features(store.to_numpy(), data["X"])
-    np.testing.assert_array_equal(store.paths, paths)
+    with result.features as store:
+        assert len(store) == len(paths) == len(cache)
+        assert_same_features(store.to_numpy(), data["X"])
+        np.testing.assert_array_equal(store.paths, paths)
     client.wait_for_workers(2, timeout=120)  # the nanny restarted the killed one
     assert set(client.run(os.getpid).values()) != pids
 

@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 
-from skbottleneck import CNNFeatureTransformer, ImageError
+from skbottleneck import CNNFeatureTransformer, ExtractionResult, FeatureStore, ImageError
 from skbottleneck.extraction import cnn_image_count
 
 # VGG16 at 32 px: builds in a fraction of a second and, unlike the BatchNorm
@@ -294,15 +294,26 @@ def test_weights_from_a_file_the_test_saved(images, tmp_path):
 def test_extract_writes_a_store_equal_to_transform(images, tmp_path):
     labels = np.array(["a", "b"] * 4)
     cnn = small(cache_dir=None)
-    store = cnn.extract(images, labels, store=tmp_path / "features.h5")
-    assert len(store) == len(images) and store.n_features == D
-    X, y = store.read_rows(np.arange(len(images)))
+    result = cnn.extract(images, labels, store=tmp_path / "features.h5")
+    assert isinstance(result, ExtractionResult) and result.failed == []
+    np.testing.assert_array_equal(result.kept, np.arange(len(images)))
+    np.testing.assert_array_equal(result.y, labels)
+    assert result.stats["n_extracted"] == len(images)
+    with result.features as store:
+        assert len(store) == len(images) and store.n_features == D
+        X, y = store.read_rows(np.arange(len(images)))
     np.testing.assert_array_equal(X, cnn.transform(images))
     np.testing.assert_array_equal(y, labels)
-    # a second call finds the store complete and runs no CNN
+    # a second call finds the store complete and runs no CNN: the same result, nothing read
     before = cnn_image_count()
-    cnn.extract(images, labels, store=tmp_path / "features.h5")
+    again = cnn.extract(images, labels, store=tmp_path / "features.h5")
     assert cnn_image_count() == before
+    assert isinstance(again.features, FeatureStore) and len(again.features) == len(images)
+    assert again.stats["n_images"] == again.stats["n_extracted"] == again.stats["n_cached"] == 0
+    np.testing.assert_array_equal(again.kept, result.kept)
+    np.testing.assert_array_equal(again.y, labels)
+    assert again.failed == [] and "FeatureStore(" in repr(again)
+    again.features.close()
 
 
 @pytest.mark.parametrize("cache", [False, True])
@@ -315,10 +326,12 @@ def test_extract_with_skip_finishes_a_store_of_the_readable_images(images, tmp_p
     out = tmp_path / "features.h5"
     cnn = small(on_error="skip", cache_dir=(tmp_path / "cache") if cache else None)
     with pytest.warns(UserWarning, match="2 of 6 images could not be read"):
-        store = cnn.extract(paths, labels, store=out)
-    assert [p for p, _ in store.extraction.failed] == [str(bad), missing]
-    assert store.skipped_images == store.extraction.failed
-    np.testing.assert_array_equal(store.extraction.kept, [0, 2, 3, 5])
+        result = cnn.extract(paths, labels, store=out)
+    store = result.features
+    assert [p for p, _ in result.failed] == [str(bad), missing]
+    assert store.skipped_images == result.failed
+    np.testing.assert_array_equal(result.kept, [0, 2, 3, 5])
+    np.testing.assert_array_equal(result.y, ["a", "c", "d", "f"])
     # the readable images, in order, with their labels and their true features
     assert list(store.paths) == [images[0], images[1], images[2], images[3]]
     X, y = store.read_rows(np.arange(4))
@@ -335,18 +348,21 @@ def test_extract_with_skip_finishes_a_store_of_the_readable_images(images, tmp_p
     again = small(on_error="skip", cache_dir=None).fit()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about: nothing was read
-        store = again.extract(paths, labels, store=out)
+        result = again.extract(paths, labels, store=out)
     assert cnn_image_count() == before
-    assert len(store) == 4 and store.extraction.failed == store.skipped_images
+    store = result.features
+    assert len(store) == 4 and result.failed == store.skipped_images
     assert [p for p, _ in store.skipped_images] == [str(bad), missing]
-    np.testing.assert_array_equal(store.extraction.kept, [0, 2, 3, 5])
+    np.testing.assert_array_equal(result.kept, [0, 2, 3, 5])
+    np.testing.assert_array_equal(result.y, ["a", "c", "d", "f"])
+    assert result.stats["n_extracted"] == result.stats["n_cached"] == 0
     store.close()
 
     # the unreadable file mended: the next call re-extracts the whole list
     shutil.copy(images[4], bad)
     with pytest.warns(UserWarning, match="1 of 6 images could not be read"):
         store = small(on_error="skip", cache_dir=None).extract(paths, labels, store=out,
-                                                               overwrite=True)
+                                                               overwrite=True).features
     assert len(store) == 5 and str(bad) in list(store.paths)
 
 
@@ -361,7 +377,7 @@ def test_extract_with_skip_and_nothing_readable_raises(tmp_path):
 def test_pipeline_trains_on_a_store_and_predicts_from_paths(photo_paths, tmp_path):
     paths, labels = photo_paths
     cnn = small(cache_dir=tmp_path / "cache")
-    store = cnn.extract(paths, labels, store=tmp_path / "features.h5")
+    store = cnn.extract(paths, labels, store=tmp_path / "features.h5").features
     from skbottleneck import IncrementalClassifier
 
     pipe = make_pipeline(cnn, IncrementalClassifier(SGDClassifier(random_state=0), epochs=3,

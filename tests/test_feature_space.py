@@ -24,8 +24,8 @@ def spaces(photo_paths, tmp_path_factory):
     r50 = CNNFeatureTransformer("resnet50", **KW).fit()
     r101 = CNNFeatureTransformer("resnet101", **KW).fit()
     assert r50.n_features_out_ == r101.n_features_out_ == 2048
-    return (r50, r50.extract(paths, y, store=tmp / "r50.h5"),
-            r101, r101.extract(paths, y, store=tmp / "r101.h5"))
+    return (r50, r50.extract(paths, y, store=tmp / "r50.h5").features,
+            r101, r101.extract(paths, y, store=tmp / "r101.h5").features)
 
 
 def test_the_identity_names_what_computed_the_features(spaces):

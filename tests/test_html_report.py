@@ -81,7 +81,7 @@ def setup(photo_folder, tmp_path_factory):
     photos = shutil.copytree(photo_folder, root / "photos")
     paths, labels = load_image_folder(photos)
     cnn = CNNFeatureTransformer("efficientnet_lite0", input_size=64)
-    store = cnn.extract(paths, labels, store=root / "features.h5")
+    store = cnn.extract(paths, labels, store=root / "features.h5").features
     X = cnn.transform(store)
     train = np.arange(len(paths)) % 2 == 0
     model = make_pipeline(cnn, StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))

@@ -209,7 +209,7 @@ def test_cache_serves_the_second_run_and_a_store_trains_a_head(presets, images, 
     assert cnn_image_count() == before
     np.testing.assert_array_equal(first, again)
 
-    store = cnn.extract(images, labels, store=tmp_path / "dino.h5")
+    store = cnn.extract(images, labels, store=tmp_path / "dino.h5").features
     assert isinstance(store, FeatureStore)
     head = IncrementalClassifier(random_state=0, epochs=5).fit(store)
     assert head.predict(first).shape == (6,)
@@ -278,14 +278,15 @@ def test_zero_shot_refuses_a_vision_only_backbone(presets):
 def test_text_search_ranks_stored_images_by_the_same_similarity(presets, images, tmp_path):
     cnn = CNNFeatureTransformer(presets["clip"], cache_dir=None, runtime="tensorflow")
     store_path = tmp_path / "clip.h5"
-    cnn.extract(images, ["x"] * len(images), store=store_path).close()
+    cnn.extract(images, ["x"] * len(images), store=store_path).features.close()
     result = find_similar(store_path, text="a red bicycle", k=len(images))
     logits = _hand_logits(presets["clip"], images, [["a red bicycle"]])[:, 0]
     assert list(result.indices[0]) == list(np.argsort(-logits, kind="stable"))
     assert list(result.queries) == ["a red bicycle"]
 
     dino = tmp_path / "dino.h5"
-    CNNFeatureTransformer(presets["dinov2"], cache_dir=None).extract(images, store=dino).close()
+    dino_cnn = CNNFeatureTransformer(presets["dinov2"], cache_dir=None)
+    dino_cnn.extract(images, store=dino).features.close()
     with pytest.raises(ValueError, match=r"image-text features.*pooling='cls\+avg'"):
         find_similar(dino, text="a red bicycle")
     with pytest.raises(ValueError, match="either images or text"):
@@ -297,7 +298,7 @@ def test_cli_text_search_and_backbones_listing(presets, images, tmp_path, capsys
 
     store_path = tmp_path / "clip.h5"
     CNNFeatureTransformer(presets["clip"], cache_dir=None, runtime="tensorflow").extract(
-        images, ["x"] * len(images), store=store_path).close()
+        images, ["x"] * len(images), store=store_path).features.close()
     assert main(["similar", str(store_path), "--text", "a red bicycle", "-k", "2",
                  "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)

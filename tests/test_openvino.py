@@ -223,9 +223,9 @@ def test_a_store_of_one_precision_is_refused_by_the_other(photo_paths, tmp_path)
     paths, y = photo_paths
     kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "cache"))
     q = CNNFeatureTransformer("vgg16", precision="int8", **kw)
-    store8 = q.extract(paths, y, store=tmp_path / "int8.h5")  # fits on paths: calibrates
+    store8 = q.extract(paths, y, store=tmp_path / "int8.h5").features  # fits on paths: calibrates
     f32 = CNNFeatureTransformer("vgg16", **kw).fit()
-    store32 = f32.extract(paths, y, store=tmp_path / "f32.h5")
+    store32 = f32.extract(paths, y, store=tmp_path / "f32.h5").features
     with pytest.raises(ValueError, match="holds int8 features.*precision='float32'"):
         f32.transform(store8)
     with pytest.raises(ValueError, match="holds float32 features"):
@@ -254,9 +254,9 @@ def test_a_head_trained_on_one_precision_is_refused_with_the_other(photo_paths, 
     paths, y = photo_paths
     kw = dict(weights=None, random_state=0, input_size=32, cache_dir=str(tmp_path / "cache"))
     q = CNNFeatureTransformer("vgg16", precision="int8", **kw)
-    store8 = q.extract(paths, y, store=tmp_path / "int8.h5")
+    store8 = q.extract(paths, y, store=tmp_path / "int8.h5").features
     f32 = CNNFeatureTransformer("vgg16", **kw).fit()
-    store32 = f32.extract(paths, y, store=tmp_path / "f32.h5")
+    store32 = f32.extract(paths, y, store=tmp_path / "f32.h5").features
 
     heads = [IncrementalClassifier(epochs=2, random_state=0).fit(store8),
              KerasMLPClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0).fit(store8)]

@@ -117,7 +117,7 @@ def test_similarity_queries_and_augmented_views_read_urls(folder, s3, tmp_path, 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
     local, labels = load_image_folder(folder)
     urls = [f"s3://photos/train/{os.path.relpath(p, folder)}" for p in local]
-    store = _cnn(cache_dir=tmp_path).extract(local, labels, store=tmp_path / "f.h5")
+    store = _cnn(cache_dir=tmp_path).extract(local, labels, store=tmp_path / "f.h5").features
     by_url = find_similar(store, urls[:2], k=3, transformer=_cnn(cache_dir=tmp_path))
     by_file = find_similar(store, local[:2], k=3, transformer=_cnn(cache_dir=tmp_path))
     assert by_url.indices.tolist() == by_file.indices.tolist()

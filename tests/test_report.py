@@ -115,7 +115,7 @@ def test_report_on_a_feature_store_reads_its_labels(photo_paths, tmp_path):
 
     paths, labels = photo_paths
     cnn = CNNFeatureTransformer(**SMALL)
-    store = cnn.extract(paths, labels, store=tmp_path / "features.h5")
+    store = cnn.extract(paths, labels, store=tmp_path / "features.h5").features
     head = IncrementalClassifier(SGDClassifier(loss="log_loss", random_state=0), epochs=5,
                                  chunk_size=8, random_state=0)
     model = make_pipeline(cnn, head).fit(store)
@@ -130,10 +130,10 @@ def test_report_on_a_feature_store_reads_its_labels(photo_paths, tmp_path):
 def test_report_checks_the_store_belongs_to_the_model(photo_paths, tmp_path):
     paths, labels = photo_paths
     cnn = CNNFeatureTransformer(**SMALL)
-    store = cnn.extract(paths, labels, store=tmp_path / "a.h5")
+    store = cnn.extract(paths, labels, store=tmp_path / "a.h5").features
     model = make_pipeline(cnn, StandardScaler(), LogisticRegression(max_iter=200)).fit(paths, labels)
     other = CNNFeatureTransformer(**dict(SMALL, random_state=1)).extract(
-        paths, labels, store=tmp_path / "b.h5")
+        paths, labels, store=tmp_path / "b.h5").features
     with pytest.raises(ValueError, match="different feature spaces"):
         report(model, other, None, tmp_path / "r")
     assert report(model, store, None, tmp_path / "r")["n_samples"] == len(paths)

@@ -84,7 +84,8 @@ def test_the_two_searches_agree_and_an_image_finds_itself(photos, store_path):
 def test_with_views_only_the_images_themselves_are_searched(photos, store_path, tmp_path):
     _, paths, crops = photos
     cnn = CNNFeatureTransformer("efficientnet_lite0", input_size=SIZE)
-    store = cnn.extract(paths, np.asarray(PHOTO_NAMES), store=tmp_path / "views.h5", augment=3)
+    store = cnn.extract(paths, np.asarray(PHOTO_NAMES), store=tmp_path / "views.h5",
+                        augment=3).features
     assert len(store) == 21 and store.n_views == 3
     with FeatureStore(store_path) as plain:
         plain_X = plain.to_numpy()

@@ -689,10 +689,10 @@ def test_iter_chunks_deals_the_same_chunks_as_before_for_a_seed(tmp_path, dtype)
                 assert np.array_equal(Xc[:, 0], w)
 
 
-def test_skipped_images_and_extraction(tmp_path):
+def test_skipped_images(tmp_path):
     X = np.ones((3, 2), np.float32)
     with make_store(tmp_path / "a.h5", X) as store:
-        assert store.skipped_images == [] and store.extraction is None
+        assert store.skipped_images == []
     skipped = [["/data/bad.jpg", "ImageError: cannot identify image file"],
                ["/data/gone.jpg", "FileNotFoundError: no such file"]]
     w = StoreWriter(tmp_path / "b.h5", paths=["a.jpg", "bad.jpg", "gone.jpg", "d.jpg"],
@@ -702,7 +702,7 @@ def test_skipped_images_and_extraction(tmp_path):
         assert store.skipped_images == [tuple(s) for s in skipped]
     with FeatureStore(tmp_path / "b.h5") as store:  # read back from disk
         assert store.skipped_images == [tuple(s) for s in skipped]
-        assert pickle.loads(pickle.dumps(store)).extraction is None
+        assert pickle.loads(pickle.dumps(store)).skipped_images == store.skipped_images
 
 
 # --------------------------------------------------------------- StoreSubset

@@ -74,7 +74,7 @@ def test_views_cached_view0_is_the_plain_feature(cnn, data):
 def test_views_to_a_store_with_a_view_index(cnn, data, tmp_path):
     paths, labels = data
     expected = cnn.extract(paths, labels, augment=3).features
-    store = cnn.extract(paths, labels, augment=3, store=tmp_path / "views.h5")
+    store = cnn.extract(paths, labels, augment=3, store=tmp_path / "views.h5").features
     with FeatureStore(store.path) as s:
         assert len(s) == 3 * len(paths) and s.n_views == 3
         np.testing.assert_array_equal(s.image_index, np.repeat(np.arange(len(paths)), 3))

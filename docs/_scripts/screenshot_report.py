@@ -82,7 +82,8 @@ def make_report(out_dir):
                      title="EfficientNet-Lite0 (64 px) + logistic regression, 2 photos per class",
                      max_thumbnails=6)
     cnn = model[0]
-    store = cnn.extract(paths[train], labels[train], store=os.path.join(out_dir, "train.h5"))
+    store = cnn.extract(paths[train], labels[train],
+                        store=os.path.join(out_dir, "train.h5")).features
     queries = [paths[~train][i] for i in (0, 20, 45)]
     result = find_similar(store, queries, k=5, transformer=cnn)
     sheet = contact_sheet(result, os.path.join(out_dir, "sheet.html"),

@@ -115,6 +115,6 @@ print(open(metrics["files"]["classification_report"]).read())
 #   validation loss in ``history_`` for overfitting (more dropout, fewer
 #   units).
 # - Thousands of images? Extract them once into a store
-#   (``cnn.extract(paths, labels, store="features.h5")``) and fit the head on
-#   the store (example 2).
+#   (``cnn.extract(paths, labels, store="features.h5").features``) and fit the
+#   head on the store (example 2).
 assert 0.0 <= metrics["accuracy"] <= 1.0

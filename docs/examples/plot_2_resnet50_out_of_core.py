@@ -53,8 +53,8 @@ print(f"{len(train_paths)} training and {len(test_paths)} test images, {len(CLAS
 cnn = CNNFeatureTransformer("resnet50", weights=WEIGHTS, random_state=0, input_size=INPUT_SIZE,
                             pooling=None, dtype="float16", batch_size=32)
 t0 = time.perf_counter()
-train_store = cnn.extract(train_paths, train_labels, store=os.path.join(work, "train.h5"))
-test_store = cnn.extract(test_paths, test_labels, store=os.path.join(work, "test.h5"))
+train_store = cnn.extract(train_paths, train_labels, store=os.path.join(work, "train.h5")).features
+test_store = cnn.extract(test_paths, test_labels, store=os.path.join(work, "test.h5")).features
 print(f"extracted in {time.perf_counter() - t0:.1f} s: {train_store}")
 
 per_image = train_store.n_features * 2  # bytes, float16

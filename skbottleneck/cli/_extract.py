@@ -66,7 +66,7 @@ def cmd_extract(args):
         with warnings.catch_warnings():
             # skipped images are reported below, with the errors file
             warnings.filterwarnings("ignore", message=r"\d+ of \d+ images could not be read")
-            store = transformer.extract(paths, labels, store=out, **extract_kwargs)
+            result = transformer.extract(paths, labels, store=out, **extract_kwargs)
     except FileExistsError as e:
         raise CLIError(with_flags(e.strerror or e)) from e
     except OSError as e:
@@ -83,12 +83,14 @@ def cmd_extract(args):
         raise CLIError(f"none of the {len(paths)} images could be read; see {errors_file}",
                        EXIT_FAILURE) from None
     elapsed = time.perf_counter() - t0
-    skipped = list(store.skipped_images)  # by this run or, when it had nothing to do, a previous one
+    with result.features as store:
+        n_rows, n_features = store.shape
+    skipped = list(result.failed)  # by this run or, when it had nothing to do, a previous one
     if skipped:
         write_errors(errors_file, skipped)
         echo(f"skbottleneck: warning: {len(skipped)} unreadable images were left out; "
              f"listed in {errors_file}", file=sys.stderr)
-    stats = store.extraction.stats
+    stats = result.stats
     size = os.path.getsize(out) if os.path.exists(out) else 0
     detail = ""
     if stats:
@@ -96,7 +98,7 @@ def cmd_extract(args):
         on += " (int8)" if stats.get("precision") == "int8" else ""
         detail = (f" ({stats.get('n_extracted', 0)} through the CNN{on}, "
                   f"{stats.get('n_cached', 0)} from the cache)")
-    echo(f"wrote {len(store)} images x {store.n_features} features ({transformer.dtype}) to {out} "
+    echo(f"wrote {n_rows} images x {n_features} features ({transformer.dtype}) to {out} "
          f"[{format_bytes(size)}] in {elapsed:.1f} s{detail}")
     return EXIT_OK
 

@@ -50,14 +50,15 @@ MAX_PASSES = 4
 
 @dataclass
 class ExtractionResult:
-    """What a run did.
+    """What a run did: what :meth:`~skbottleneck.CNNFeatureTransformer.extract` returns.
 
     Attributes
     ----------
     features : ndarray, FeatureStore or None
-        The features of the rows kept: an array (``extract`` without a
-        store), the :class:`~skbottleneck.FeatureStore` written, or None
-        (a run that only filled the cache).
+        The features of the rows kept: an ndarray, or the
+        :class:`~skbottleneck.FeatureStore` written with ``extract(...,
+        store=...)`` (open for reading: ``with result.features as store:``),
+        or None (a run that only filled the cache).
     kept : ndarray of int or None
         Indices, into the input, of the rows in ``features``.
     failed : list of (str, str)
@@ -83,6 +84,16 @@ class ExtractionResult:
     y: object = None
     groups: object = None
     views: object = None
+
+    def __repr__(self):
+        features = self.features  # an array by its shape; a store by its own repr
+        if isinstance(features, np.ndarray):
+            features = f"<ndarray {features.shape} {features.dtype}>"
+        kept = None if self.kept is None else len(self.kept)
+        counts = ", ".join(f"{k}={self.stats[k]}" for k in ("n_extracted", "n_cached")
+                           if k in self.stats)
+        return (f"ExtractionResult(features={features}, kept={kept}, failed={len(self.failed)}"
+                + (f", {counts}" if counts else "") + ")")
 
 
 @dataclass

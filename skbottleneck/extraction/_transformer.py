@@ -318,19 +318,21 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        result : ExtractionResult or FeatureStore
-            Without ``store``: an :class:`ExtractionResult` with ``features``
-            (the rows of the readable images, in order), ``kept`` (their
-            indices into ``X``), ``y`` (their labels), ``failed`` (``(path,
-            reason)`` of the others) and ``stats`` (counts and seconds per
-            stage; ``"cluster"`` when it ran on Dask).
-            With ``store``: the finished :class:`~skbottleneck.FeatureStore`,
-            open for reading, whose ``extraction`` attribute is that result.
-            With ``on_error="skip"`` it holds the readable images only, in
-            order; ``store.skipped_images`` lists the others with the reason.
-            Calling again with the same arguments returns the same store
-            without reading an image; with ``overwrite=True`` the unreadable
-            images are tried again.
+        result : ExtractionResult
+            ``features``: the rows of the readable images, in order: an
+            ndarray, or with ``store`` the finished
+            :class:`~skbottleneck.FeatureStore`, open for reading
+            (``fs = cnn.extract(X, y, store=path).features``, or ``with
+            ... .features as fs:``). ``kept``: their indices into ``X``;
+            ``y``: their labels; ``failed``: ``(path, reason)`` of the
+            others; ``stats``: counts and seconds per stage (``"cluster"``
+            when it ran on Dask); ``groups`` and ``views`` with ``augment``.
+            A store written with ``on_error="skip"`` holds the readable
+            images only, in order; ``store.skipped_images`` lists the others
+            with the reason. Calling again with the same arguments returns
+            the same store without reading an image (``failed`` from
+            ``store.skipped_images``, ``stats`` counting no image); with
+            ``overwrite=True`` the unreadable images are tried again.
 
         Raises
         ------
@@ -475,10 +477,10 @@ class CNNFeatureTransformer(TransformerMixin, BaseEstimator):
                                              metadata={"skipped_images": json.dumps(failed)})
                 _warn_skipped(failed, len(paths), where=f" of {out.path}")
         result.features, result.kept, result.failed = out, keep, failed
+        result.y = None if y is None else np.repeat(y[keep], v)
         if views is not None:
             result.groups, result.views = _view_index(keep, v)
-        out.extraction = result
-        return out
+        return result
 
     # -------------------------------------------------------------- helpers
     def get_feature_names_out(self, input_features=None):

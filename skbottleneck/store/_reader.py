@@ -102,9 +102,6 @@ class FeatureStore(RowSourceMixin, ClosingMixin):
         else in the storage dtype, unless a ``dtype`` is asked for.
     shape : tuple of int
         ``(n_rows, n_features)``.
-    extraction : ExtractionResult or None
-        The ``ExtractionResult`` of the :meth:`CNNFeatureTransformer.extract`
-        call that returned this store; ``None`` when opened directly.
 
     Examples
     --------
@@ -128,7 +125,6 @@ class FeatureStore(RowSourceMixin, ClosingMixin):
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
-        self.extraction = None
         self._file = None
         self._fd = None
         self._open()
