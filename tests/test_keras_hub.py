@@ -1,5 +1,5 @@
 """keras-hub backbones (DINOv2, CLIP, SigLIP) on TensorFlow, OpenVINO and int8; zero-shot
-classification, text and image search, augmented views and the command line on them.
+classification, text and image search, augmented views, the command line and Dask on them.
 
 Offline: tiny models built from configs with random weights, saved with
 their image converters (and tokenizers) by ``save_to_preset(dir)`` and read
@@ -407,3 +407,52 @@ def test_cli_extracts_a_preset_folder_and_trains_a_model_on_it(presets, images, 
     here = CNNFeatureTransformer(presets["dinov2"], cache_dir=None, runtime="tensorflow")
     _close(stored, here.fit_transform(paths))
     np.testing.assert_array_equal(pipeline.predict(paths), pipeline[1:].predict(stored))
+
+
+@pytest.fixture(scope="module")
+def dask_client(tmp_path_factory):
+    """One spawned worker process that cannot download a preset (no Kaggle cache;
+    a proxy that refuses connections), on this machine's file system."""
+    distributed = pytest.importorskip("distributed", reason="the Dask test needs distributed")
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_NUM_INTEROP_THREADS": "1",
+           "KAGGLEHUB_CACHE": str(tmp_path_factory.mktemp("worker_kagglehub")),
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, env=env)
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def test_dask_workers_extract_a_preset_folder_as_this_process_does(presets, images, dask_client,
+                                                                   tmp_path, monkeypatch):
+    expected = CNNFeatureTransformer(presets["dinov2"], cache_dir=None,
+                                     runtime="tensorflow").fit_transform(images)
+    monkeypatch.chdir(tmp_path)  # a relative folder: the worker was started elsewhere
+    relative = os.path.relpath(presets["dinov2"])
+    cnn = CNNFeatureTransformer(relative, cache_dir=tmp_path / "cache", runtime="tensorflow").fit()
+    before = cnn_image_count()
+    result = cnn.extract(images, client=dask_client)
+    assert cnn_image_count() == before  # no CNN ran in this process
+    assert result.stats["cluster"]["n_extracted"] == len(images)
+    _close(result.features, expected)
+
+    # a preset by name that the worker cannot download: one clear error
+    hub = tmp_path / "kagglehub"
+    shutil.copytree(presets["dinov2"], hub / "models/keras/dinov2/keras/dinov2_small/1")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(hub))
+    by_name = CNNFeatureTransformer("dinov2_small", input_size=SIZE, cache_dir=tmp_path / "cache",
+                                    runtime="tensorflow").fit()
+    with pytest.raises(WeightsUnavailableError,
+                       match=r"On the Dask worker .*'dinov2_small'.*local preset directory"):
+        by_name.extract(images, client=dask_client)
+
+
+def test_a_worker_without_the_preset_folder_says_so(tmp_path):
+    from skbottleneck.extraction._cluster_worker import extract_partition
+
+    folder = str(tmp_path / "not-shared-preset")
+    spec = {"return_features": True, "transformer": CNNFeatureTransformer(folder),
+            "model_file": None, "backbone_folder": folder, "fingerprint": {"backbone": folder}}
+    with pytest.raises(FileNotFoundError, match="not-shared-preset.*is not on the Dask worker"):
+        extract_partition([], spec)
