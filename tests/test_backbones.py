@@ -424,6 +424,12 @@ def test_register_backbone_is_the_path_of_built_ins_and_users(keras):
     assert get_backbone("_test_tiny") is entry and "_test_tiny" in list_backbones("_test*")
     with pytest.raises(ValueError, match="already registered"):
         register_backbone("_test_tiny", tiny, default_size=32)
+    # what int8 quantises it as: a CNN unless said otherwise (keras-hub presets)
+    assert entry.architecture == "cnn"
+    assert get_backbone("dinov2_small").architecture == "transformer"
+    with pytest.raises(ValueError, match="'architecture' of backbone '_test_rnn'.*Got 'rnn'"):
+        register_backbone("_test_rnn", tiny, default_size=32, architecture="rnn")
+    assert "_test_rnn" not in list_backbones()
     a = entry.build(weights=None, random_state=3)
     b = entry.build(weights=None, random_state=3)
     assert [np.array_equal(np.asarray(u), np.asarray(v))

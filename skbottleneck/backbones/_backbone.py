@@ -20,6 +20,8 @@ from ._weights import WeightsUnavailableError, check_weights_file, format_weight
 
 __all__ = ["Backbone"]
 
+#: What a backbone's network is, for its int8 quantisation.
+ARCHITECTURES = ("cnn", "transformer")
 #: Ids of the ImageNet weights of the bundled builders (not Keras' own).
 _BUNDLED_IMAGENET_IDS = {name: v.imagenet_id for name, v in LITE_VARIANTS.items()}
 
@@ -75,6 +77,10 @@ class Backbone:
     weights_status : callable, default=None
         ``weights_status() -> str`` for ``skbottleneck backbones``
         (:func:`imagenet_weights_status` when None).
+    architecture : {"cnn", "transformer"}, default="cnn"
+        How ``precision="int8"`` quantises the network: ``"transformer"``
+        quantises the matrix products only, keeping layer norms, softmax and
+        GELU in float32 (NNCF's ``ModelType.TRANSFORMER``).
 
     Examples
     --------
@@ -100,12 +106,18 @@ class Backbone:
     size_multiple: int = dataclasses.field(default=1, repr=False)
     parameters: object = dataclasses.field(default=None, repr=False)
     weights_status: object = dataclasses.field(default=None, repr=False, compare=False)
+    architecture: str = dataclasses.field(default="cnn", repr=False)
 
     def __post_init__(self):
         if self.preprocessing not in PREPROCESSING_MODES:
             raise ValueError(
                 f"The 'preprocessing' of backbone {self.name!r} must be one of "
                 f"{PREPROCESSING_MODES}. Got {self.preprocessing!r} instead."
+            )
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"The 'architecture' of backbone {self.name!r} must be one of "
+                f"{ARCHITECTURES}. Got {self.architecture!r} instead."
             )
 
     # ------------------------------------------------------------------ input

@@ -26,6 +26,9 @@ Weights identity: ``"preset:<sha256>"`` over the preset's ``config.json``,
 ``image_converter.json`` and ``model.weights.h5`` (the files' content, never
 the preset's name), or ``"random:<seed>:keras-<version>:config-<sha256>"``
 for ``weights=None``. keras-hub is imported only when a model is built.
+
+Their entries have ``architecture="transformer"``: ``precision="int8"``
+quantises them with NNCF's transformer scheme (matrix products only).
 """
 
 import functools
@@ -288,7 +291,7 @@ def _entry(name, builder, size, patch, dim, parameters, preprocessing_id, regist
         default_size=size, preprocessing="none", feature_dim=dim, min_size=patch,
         size_multiple=patch, identity=builder.identity, poolings=_POOLINGS[builder.family],
         default_pooling=_DEFAULT_POOLING[builder.family], parameters=parameters,
-        preprocessing_id=preprocessing_id,
+        preprocessing_id=preprocessing_id, architecture="transformer",
         weights_status=functools.partial(preset_weights_status, builder),
         description=f"keras-hub {builder.family} preset ({builder.handle or name})",
     )

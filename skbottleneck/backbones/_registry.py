@@ -46,7 +46,8 @@ def register_backbone(name, builder=None, *, default_size, preprocessing="none",
                       feature_dim=0, min_size=32, offline_weights=False, identity=None,
                       poolings=(), default_pooling="avg", description="",
                       preprocessing_id="", size_multiple=1, parameters=None,
-                      weights_status=None, builder_kwargs=(), overwrite=False):
+                      weights_status=None, builder_kwargs=(), architecture="cnn",
+                      overwrite=False):
     """Add a backbone to the registry (also usable as a decorator).
 
     The built-in backbones are registered with this same function.
@@ -82,7 +83,7 @@ def register_backbone(name, builder=None, *, default_size, preprocessing="none",
         ``weights="imagenet"`` ``"imagenet:keras-<version>"`` — pass your own
         when the pretrained weights can change without Keras' version.
     poolings, default_pooling, description, preprocessing_id, size_multiple, \
-    parameters, weights_status, builder_kwargs
+    parameters, weights_status, builder_kwargs, architecture
         See :class:`Backbone`.
     overwrite : bool, default=False
         Replace an entry of the same name instead of refusing it.
@@ -115,7 +116,7 @@ def register_backbone(name, builder=None, *, default_size, preprocessing="none",
                 description=description, preprocessing_id=preprocessing_id,
                 size_multiple=size_multiple, parameters=parameters,
                 weights_status=weights_status, builder_kwargs=builder_kwargs,
-                overwrite=overwrite)
+                architecture=architecture, overwrite=overwrite)
             return function
         return decorator
     if not isinstance(name, str) or not name:
@@ -137,7 +138,7 @@ def register_backbone(name, builder=None, *, default_size, preprocessing="none",
         builder_kwargs=tuple(sorted(dict(builder_kwargs).items())), identity=identity,
         poolings=tuple(poolings), default_pooling=default_pooling, description=description,
         preprocessing_id=preprocessing_id, size_multiple=int(size_multiple),
-        parameters=parameters, weights_status=weights_status,
+        parameters=parameters, weights_status=weights_status, architecture=architecture,
     )
     _REGISTRY[name] = entry
     return entry

@@ -2,7 +2,8 @@
 
 A task carries a small spec: an unfitted copy of the client's transformer
 (its parameters only; a Keras model given as backbone travels as a file in
-the shared cache folder, loaded once per worker process), the cache it
+the shared cache folder, loaded once per worker process; a keras-hub preset
+folder, as its absolute path on the shared file system), the cache it
 must write to, and the SHA-256 of the client's weights. The worker fits
 its copy (the CNN is built once per worker process and reused by its next
 tasks), checks that it built the very same weights, and runs an
@@ -20,6 +21,7 @@ from collections import OrderedDict
 
 from sklearn.base import clone
 
+from ..backbones import WeightsUnavailableError
 from ..cache import FeatureCache
 from ._engine import ExtractionEngine
 from ._fingerprint import store_metadata
@@ -67,6 +69,9 @@ def worker_spec(engine, *, return_features=False):
     weights = params["weights"]
     if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
         params["weights"] = os.path.abspath(os.fspath(weights))  # a file on the shared FS
+    folder = None
+    if isinstance(params["backbone"], str) and os.path.isdir(params["backbone"]):
+        folder = params["backbone"] = os.path.abspath(params["backbone"])  # a preset folder
     model_file = None
     if not isinstance(params["backbone"], str):  # a Keras model: shared as a file
         if return_features:
@@ -81,6 +86,7 @@ def worker_spec(engine, *, return_features=False):
         "return_features": return_features,
         "transformer": type(transformer)(**params),  # unfitted: parameters only
         "model_file": model_file,
+        "backbone_folder": folder,
         "fingerprint": transformer.fingerprint_,
         "cache_root": cache.cache_dir,
         "cache_path": cache.path,
@@ -189,7 +195,16 @@ def _fitted(spec):
         est = clone(spec["transformer"])
         if spec["model_file"] is not None:
             est.set_params(backbone=_load_model(spec["model_file"]))
-        est = _FITTED[key] = est.fit()
+        folder = spec.get("backbone_folder")
+        if folder is not None and not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"The backbone folder {folder} (a keras-hub preset) is not on the Dask worker "
+                f"{worker_name()}: the workers build the model from its files, under the same "
+                "path as the client. Put it on a file system the workers share with the client.")
+        try:
+            est = _FITTED[key] = est.fit()
+        except WeightsUnavailableError as e:  # e.g. a preset by name the worker cannot download
+            raise WeightsUnavailableError(f"On the Dask worker {worker_name()}: {e}") from e
         while len(_FITTED) > _FITTED_SIZE:
             _FITTED.popitem(last=False)
     return est

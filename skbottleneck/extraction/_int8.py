@@ -134,9 +134,11 @@ def calibration_images(calibration, input_size):
     return np.stack(images)
 
 
-def quantize(ov_model, images, quiet=True):
+def quantize(ov_model, images, quiet=True, architecture="cnn"):
     """``nncf.quantize`` of an OpenVINO model on uint8 ``images`` with the
-    settings :data:`~._fingerprint.QUANTIZATION_SETTINGS` names, one image per calibration sample (batched
+    settings :data:`~._fingerprint.QUANTIZATION_SETTINGS` names
+    (:data:`~._fingerprint.TRANSFORMER_QUANTIZATION_SETTINGS` for an
+    ``architecture="transformer"``), one image per calibration sample (batched
     statistics are biased). ``quiet``: without NNCF's progress bars (printed
     on stdout)."""
     import contextlib
@@ -149,9 +151,11 @@ def quantize(ov_model, images, quiet=True):
     samples = [images[i:i + 1] for i in range(len(images))]
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
     depthwise = nncf.IgnoredScope(types=["GroupConvolution"], validate=False)
+    model_type = nncf.ModelType.TRANSFORMER if architecture == "transformer" else None
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         quantized = nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples),
-                                  advanced_parameters=advanced, ignored_scope=depthwise)
+                                  model_type=model_type, advanced_parameters=advanced,
+                                  ignored_scope=depthwise)
     warn_zero_rows(ov_model, quantized, images)
     return quantized
 

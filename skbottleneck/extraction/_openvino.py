@@ -265,6 +265,7 @@ class OpenVINORunner:
         """``(model, info)``: converted from the Keras model (int8: quantised from
         the float32 conversion, itself read from the disk cache when there)."""
         if self.precision == "int8":
+            from ..backbones import resolve_backbone
             from ._int8 import quantize
 
             f32 = {k: v for k, v in est.fingerprint_.items()
@@ -277,7 +278,9 @@ class OpenVINORunner:
                 if path is not None:
                     _save(path, loaded[0], doc, loaded[1])
             images = calibration() if callable(calibration) else calibration
-            return quantize(loaded[0], images, quiet=est.verbose < 2), loaded[1]
+            architecture = resolve_backbone(est.backbone).architecture
+            return (quantize(loaded[0], images, quiet=est.verbose < 2,
+                             architecture=architecture), loaded[1])
         return self._convert_keras(est)
 
     def _convert_keras(self, est):
