@@ -272,7 +272,7 @@ def test_image_search_on_a_preset_store_finds_each_query_image_first(presets, im
                                                                      tmp_path):
     store = tmp_path / "dino.h5"
     CNNFeatureTransformer(presets["dinov2"], cache_dir=None, runtime="tensorflow").extract(
-        images, [f"img{i}" for i in range(len(images))], store=store).close()
+        images, [f"img{i}" for i in range(len(images))], store=store).features.close()
     # the query images go through the CNN the store names: the preset folder
     result = find_similar(store, images[::-1], k=3)
     assert list(result.indices[:, 0]) == list(range(len(images)))[::-1]
