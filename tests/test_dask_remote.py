@@ -61,7 +61,7 @@ def client(s3, workers_root):
     for name in ("home", "cache", "tmp"):
         (workers_root / name).mkdir()
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, env=env)
+                           dashboard_address=":0", env=env)
     with cluster, Client(cluster) as c:
         yield c
 

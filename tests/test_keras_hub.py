@@ -420,7 +420,7 @@ def dask_client(tmp_path_factory):
            "KAGGLEHUB_CACHE": str(tmp_path_factory.mktemp("worker_kagglehub")),
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, env=env)
+                                       dashboard_address=":0", env=env)
     with cluster, distributed.Client(cluster) as client:
         yield client
 
