@@ -80,7 +80,9 @@ class Backbone:
     architecture : {"cnn", "transformer"}, default="cnn"
         How ``precision="int8"`` quantises the network: ``"transformer"``
         quantises the matrix products only, keeping layer norms, softmax and
-        GELU in float32 (NNCF's ``ModelType.TRANSFORMER``).
+        GELU in float32 (NNCF's ``ModelType.TRANSFORMER``). It also picks
+        how the graph is converted to OpenVINO (a transformer's from its
+        concrete function, at a third of the peak memory).
 
     Examples
     --------

@@ -3,10 +3,8 @@
 :class:`OpenVINORunner` converts the graph :class:`~._runner.CNNRunner`
 compiles (uint8 batches in; preprocessing, the folded CNN, pooling and the
 output dtype inside) to OpenVINO, so that OpenVINO runs the preprocessing
-and the pooling too. The graph is frozen by TensorFlow (its variables made
-constants) and converted from that GraphDef: the quickest of the paths
-tried (a SavedModel, the concrete function); the concrete function is
-converted where the GraphDef cannot be (ConvNeXt). It is compiled for the CPU
+and the pooling too: a CNN's graph frozen into a GraphDef, a transformer's
+concrete function as it is (:func:`convert_graph` says why). It is compiled for the CPU
 with ``PERFORMANCE_HINT=THROUGHPUT`` and ``INFERENCE_PRECISION_HINT=f32``
 (OpenVINO would otherwise pick bf16 where the CPU has it), and each batch
 is split over the infer requests of an ``AsyncInferQueue``.
@@ -284,11 +282,13 @@ class OpenVINORunner:
         return self._convert_keras(est)
 
     def _convert_keras(self, est):
+        from ..backbones import resolve_backbone
+
         tf_runner, digest = self._build_tensorflow()
         self.model = tf_runner.model
         info = {"feature_shape": list(tf_runner.feature_shape), "n_folded": tf_runner.n_folded,
                 "weights_sha256": digest}
-        return convert_graph(tf_runner), info
+        return convert_graph(tf_runner, resolve_backbone(est.backbone).architecture), info
 
     def _done(self, request, index):
         self._out[index] = request.get_output_tensor(0).data.copy()
@@ -314,19 +314,33 @@ class OpenVINORunner:
                 "conversion_s": self.conversion_s}
 
 
-def convert_graph(tf_runner):
-    """The OpenVINO model of a :class:`CNNRunner`'s compiled graph (uint8 in, features out)."""
+def convert_graph(tf_runner, architecture="cnn"):
+    """The OpenVINO model of a :class:`CNNRunner`'s compiled graph (uint8 in, features out).
+
+    A CNN's graph is frozen first (its variables made constants of a GraphDef)
+    and converted from that; a transformer's concrete function is converted as
+    it is. Both give bit-identical features
+    (``benchmarks/results/bench_openvino_conversion.md``), but they cost
+    differently. Freezing takes 1.7-4.3x the time and 1.8-3.0x the peak memory on
+    transformers (DINOv2-B: 30.6 s at 4.6 GiB against 7.2 s at 1.6 GiB), where
+    the two compiled models then run at the same speed. Some CNNs run slower
+    from the concrete function: EfficientNet-B0 at 15 images/s against 33. A
+    graph the GraphDef reader cannot follow (ConvNeXt's nested function calls)
+    is converted from the concrete function.
+    """
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
     ov = import_openvino()
     function = tf_runner._fn.get_concrete_function()
+    if architecture == "transformer":
+        return ov.convert_model(function)
     try:
         frozen = convert_variables_to_constants_v2(function)
         return ov.convert_model(frozen.graph.as_graph_def())
     except Exception:  # noqa: BLE001 - e.g. ConvNeXt: a nested function call the GraphDef
-        return ov.convert_model(function)  # reader cannot follow; slower, but converts
+        return ov.convert_model(function)  # reader cannot follow
 
 
 def _say(est, message):
