@@ -93,7 +93,7 @@ def run(family, size_name, task, root):
     preset = make_preset(family, SHAPES[size_name], root / f"{family}_{size_name}")
     cnn = CNNFeatureTransformer(str(preset), runtime="tensorflow", cache_dir=None).fit()
     size = cnn.input_size_
-    model = convert_graph(ExtractionEngine(cnn).runner)
+    model = convert_graph(ExtractionEngine(cnn).runner, "transformer")  # as the package does
     core = ov.Core()
     train = np.stack([load_image(p, size) for p in X_train]).astype("uint8")
     test = np.stack([load_image(p, size) for p in X_test]).astype("uint8")
