@@ -49,14 +49,19 @@ def _read_table(source, storage_options, text_columns):
         opener, folder = (lambda: fs.open(inner, "rb")), posixpath.dirname(source)
     else:
         opener, folder = (lambda: open(source, "rb")), os.path.dirname(os.path.abspath(source))
+    # use_threads=False: a table of paths reads fast enough in one thread, and
+    # Arrow's pool, used on a Python file, could abort the process at exit
+    # ('terminate called without an active exception': 1 of 72 CLI runs on a
+    # loaded machine; apache/arrow#34314, #50482)
     try:
         with opener() as f:
             if parquet:
-                return pyarrow.parquet.read_table(f), folder
+                return pyarrow.parquet.read_table(f, use_threads=False), folder
             # paths and labels stay text: "007" is not the number 7
             convert = pyarrow.csv.ConvertOptions(
                 column_types={c: pyarrow.string() for c in text_columns if c is not None})
-            return pyarrow.csv.read_csv(f, convert_options=convert), folder
+            return pyarrow.csv.read_csv(f, read_options=pyarrow.csv.ReadOptions(use_threads=False),
+                                        convert_options=convert), folder
     except FileNotFoundError as e:
         raise FileNotFoundError(f"Table {source!r} does not exist.") from e
     except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
