@@ -82,7 +82,7 @@ class Backbone:
         quantises the matrix products only, keeping layer norms, softmax and
         GELU in float32 (NNCF's ``ModelType.TRANSFORMER``). It also picks
         how the graph is converted to OpenVINO (a transformer's from its
-        concrete function, at a third of the peak memory).
+        concrete function, at a third to a half of the peak memory).
 
     Examples
     --------

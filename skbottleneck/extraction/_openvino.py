@@ -262,8 +262,10 @@ class OpenVINORunner:
     def _convert(self, est, calibration):
         """``(model, info)``: converted from the Keras model (int8: quantised from
         the float32 conversion, itself read from the disk cache when there)."""
+        from ..backbones import resolve_backbone
+
+        architecture = resolve_backbone(est.backbone).architecture
         if self.precision == "int8":
-            from ..backbones import resolve_backbone
             from ._int8 import quantize
 
             f32 = {k: v for k, v in est.fingerprint_.items()
@@ -272,23 +274,20 @@ class OpenVINORunner:
             path = os.path.join(model_cache_dir(), key) if f32["weights"] else None
             loaded = _load(path, doc, est.pooling, self._known_weights)
             if loaded is None:
-                loaded = self._convert_keras(est)
+                loaded = self._convert_keras(architecture)
                 if path is not None:
                     _save(path, loaded[0], doc, loaded[1])
             images = calibration() if callable(calibration) else calibration
-            architecture = resolve_backbone(est.backbone).architecture
             return (quantize(loaded[0], images, quiet=est.verbose < 2,
                              architecture=architecture), loaded[1])
-        return self._convert_keras(est)
+        return self._convert_keras(architecture)
 
-    def _convert_keras(self, est):
-        from ..backbones import resolve_backbone
-
+    def _convert_keras(self, architecture):
         tf_runner, digest = self._build_tensorflow()
         self.model = tf_runner.model
         info = {"feature_shape": list(tf_runner.feature_shape), "n_folded": tf_runner.n_folded,
                 "weights_sha256": digest}
-        return convert_graph(tf_runner, resolve_backbone(est.backbone).architecture), info
+        return convert_graph(tf_runner, architecture), info
 
     def _done(self, request, index):
         self._out[index] = request.get_output_tensor(0).data.copy()
